@@ -1,0 +1,98 @@
+"""The bus messages as the core sees them: frozen dataclasses, free of any wire library.
+
+``proto/cortex/v1/bus.proto`` is the wire form; a ``PacketCodec`` adapter converts between
+the two. Times are Unix epoch seconds (``float``), as read from the injected ``Clock``.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from cortex_core.bus_protocol import PROTOCOL_VERSION
+
+
+class Priority(enum.StrEnum):
+    INTERACTIVE = "interactive"
+    BATCH = "batch"
+
+
+class JobStatus(enum.StrEnum):
+    PENDING = "PENDING"
+    RUNNING = "RUNNING"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+    DENIED = "DENIED"
+    CANCELLED = "CANCELLED"
+    TIMEOUT = "TIMEOUT"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in TERMINAL_STATUSES
+
+
+TERMINAL_STATUSES = frozenset(
+    {JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.DENIED, JobStatus.CANCELLED, JobStatus.TIMEOUT}
+)
+RESULT_STATUSES = frozenset(
+    {JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.TIMEOUT}
+)
+"""The statuses a worker may report in a ``JobResult``."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class JobRequest:
+    job_id: str
+    topic: str
+    context_ptr: str
+    priority: Priority = Priority.INTERACTIVE
+    adapter_id: str = ""
+    tenant_id: str = ""
+    labels: Mapping[str, str] = field(default_factory=dict)
+    deadline: float | None = None
+    attempt: int = 1
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class JobResult:
+    job_id: str
+    status: JobStatus
+    result_ptr: str = ""
+    worker_id: str = ""
+    execution_ms: int = 0
+    error_code: str = ""
+    error_message: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Heartbeat:
+    worker_id: str
+    pool: str
+    max_parallel_jobs: int
+    active_jobs: int = 0
+    cpu_load: float = 0.0
+    gpu_utilization: float = 0.0
+    region: str = ""
+    type: str = ""
+    capabilities: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class JobCancel:
+    job_id: str
+    reason: str = ""
+
+
+Payload = JobRequest | JobResult | Heartbeat | JobCancel
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BusPacket:
+    """The envelope of every bus message."""
+
+    trace_id: str
+    sender_id: str
+    created_at: float
+    payload: Payload
+    protocol_version: int = PROTOCOL_VERSION

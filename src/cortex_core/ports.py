@@ -1,0 +1,135 @@
+"""Ports: what the core needs from the world, as ``typing.Protocol`` classes.
+
+Adapters in ``cortex_adapters`` satisfy them structurally (no inheritance needed). Ports that
+hold connections have an explicit lifecycle, ``start()`` then ``close()``; ``close()`` of a bus
+drains: in-flight deliveries finish before it returns.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Protocol
+
+from cortex_core.jobs import Job, PendingJob
+from cortex_core.messages import BusPacket, Heartbeat
+from cortex_core.policy import SafetyDecision, SafetyRequest
+from cortex_core.scoring import WorkerState
+
+
+class Clock(Protocol):
+    def now(self) -> float:
+        """Wall-clock time, Unix epoch seconds."""
+        ...
+
+
+class IdGenerator(Protocol):
+    def job_id(self) -> str:
+        """A new, unique job id: letters, digits, '_' or '-' (it becomes part of keys)."""
+        ...
+
+    def trace_id(self) -> str:
+        """A new W3C trace id: 32 lowercase hex digits, not all zero."""
+        ...
+
+
+class Lifecycle(Protocol):
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+PacketHandler = Callable[[BusPacket], Awaitable[None]]
+
+
+class Subscription(Protocol):
+    @property
+    def subject(self) -> str: ...
+
+    async def unsubscribe(self) -> None: ...
+
+
+class Bus(Lifecycle, Protocol):
+    async def publish(self, subject: str, packet: BusPacket) -> None:
+        """Send ``packet`` on a literal subject (no wildcards)."""
+        ...
+
+    async def subscribe(
+        self, subject: str, handler: PacketHandler, *, queue: str | None = None
+    ) -> Subscription:
+        """Deliver packets on ``subject`` (wildcards allowed) to ``handler``.
+
+        Subscribers that share a ``queue`` split the messages: each goes to one of them.
+        A handler that raises has its packet redelivered, up to the adapter's limit.
+        """
+        ...
+
+
+class PacketCodec(Protocol):
+    """``BusPacket`` ⇄ wire bytes. On the hot path: every packet is encoded and decoded once."""
+
+    def encode(self, packet: BusPacket) -> bytes: ...
+
+    def decode(self, data: bytes) -> BusPacket:
+        """Raise ``CodecError`` for bytes that are not a usable packet."""
+        ...
+
+
+class MemoryStore(Lifecycle, Protocol):
+    """Payloads by pointer: contexts under ``ctx:<job_id>``, results under ``res:<job_id>``."""
+
+    async def put_context(self, job_id: str, data: bytes) -> str:
+        """Store a job's context; return its ``context_ptr``. ``PayloadTooLarge`` past the limit."""
+        ...
+
+    async def get_context(self, job_id: str) -> bytes | None: ...
+
+    async def put_result(self, job_id: str, data: bytes) -> str:
+        """Store a job's result; return its ``result_ptr``."""
+        ...
+
+    async def get_result(self, job_id: str) -> bytes | None: ...
+
+
+class JobStore(Lifecycle, Protocol):
+    async def create(self, job: PendingJob) -> bool:
+        """Save a new job. False, and nothing written, if the id is taken."""
+        ...
+
+    async def get(self, job_id: str) -> Job | None: ...
+
+    async def transition(self, job: Job) -> bool:
+        """Compare-and-set: save ``job`` only if the stored version is ``job.version - 1``.
+
+        Of many concurrent transitions from one version, exactly one wins.
+        """
+        ...
+
+
+class SafetyChecker(Lifecycle, Protocol):
+    async def check(self, request: SafetyRequest) -> SafetyDecision:
+        """ALLOW or DENY with a reason. Fails closed: an error is a DENY, never an exception."""
+        ...
+
+
+class WorkerRegistry(Lifecycle, Protocol):
+    async def record(self, heartbeat: Heartbeat, seen_at: float) -> None: ...
+
+    async def workers(self, pool: str | None = None) -> Sequence[WorkerState]:
+        """The known workers, of one pool or all; stale ones may be included (scoring skips them)."""
+        ...
+
+
+class Metrics(Protocol):
+    """Counters by topic, as in the production plan."""
+
+    def inc_jobs_received(self, topic: str) -> None: ...
+
+    def inc_jobs_dispatched(self, topic: str) -> None: ...
+
+    def inc_jobs_completed(self, topic: str, status: str) -> None: ...
+
+    def inc_safety_denied(self, topic: str) -> None: ...
+
+    def inc_packets_dropped(self, reason: str) -> None:
+        """Bad input on the bus that was logged and dropped (undecodable, unknown job, …)."""
+        ...

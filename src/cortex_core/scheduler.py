@@ -1,0 +1,272 @@
+"""The scheduler service: safety check, routing, least-loaded dispatch and job state.
+
+It talks to the world only through ports. A submitted ``JobRequest`` is checked by the
+``SafetyChecker``; a DENY ends the job DENIED with the reason. An ALLOW routes the topic to a
+pool, scores the pool's live workers and dispatches to the least-loaded one, and the job is
+RUNNING. A ``JobResult`` moves a RUNNING job to COMPLETED or FAILED (or CANCELLED/TIMEOUT) and
+records its ``result_ptr``. Anything for a job that has already finished changes nothing.
+
+A job whose pool has no live worker with a free slot waits PENDING (reason ``no_workers`` or
+``pool_at_capacity``) and is dispatched when a heartbeat from that pool shows capacity.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from collections import deque
+from dataclasses import dataclass, field
+
+from cortex_core.bus_protocol import (
+    QUEUE_SCHEDULER,
+    SUBJECT_HEARTBEAT_ALL,
+    SUBJECT_JOB_RESULT,
+    SUBJECT_JOB_SUBMIT,
+    worker_subject,
+)
+from cortex_core.jobs import Job, JobSpec, PendingJob, RunningJob, new_job
+from cortex_core.messages import BusPacket, Heartbeat, JobRequest, JobResult, JobStatus
+from cortex_core.policy import SafetyRequest
+from cortex_core.ports import (
+    Bus,
+    Clock,
+    JobStore,
+    Metrics,
+    SafetyChecker,
+    Subscription,
+    WorkerRegistry,
+)
+from cortex_core.routing import RoutingTable
+from cortex_core.scoring import ScoringWeights, pick_worker
+
+log = logging.getLogger("cortex.scheduler")
+
+NO_POOL_FOR_TOPIC = "no_pool_for_topic"
+DISPATCH_FAILED = "dispatch_failed"
+
+
+class DispatchMode(enum.StrEnum):
+    WORKER = "worker"
+    """Publish to the chosen worker's own subject, ``worker.<id>.jobs``: the choice is real."""
+    POOL = "pool"
+    """Publish to the job's topic; the pool's queue group picks the worker."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SchedulerConfig:
+    sender_id: str = "scheduler"
+    stale_after_s: float = 15.0
+    """A worker silent this long is not a candidate (3 missed 5 s heartbeats)."""
+    dispatch_mode: DispatchMode = DispatchMode.WORKER
+    weights: ScoringWeights = field(default_factory=ScoringWeights)
+
+
+class Scheduler:
+    def __init__(
+        self,
+        *,
+        bus: Bus,
+        jobs: JobStore,
+        safety: SafetyChecker,
+        registry: WorkerRegistry,
+        routing: RoutingTable,
+        metrics: Metrics,
+        clock: Clock,
+        config: SchedulerConfig | None = None,
+    ) -> None:
+        self._bus = bus
+        self._jobs = jobs
+        self._safety = safety
+        self._registry = registry
+        self._routing = routing
+        self._metrics = metrics
+        self._clock = clock
+        self._config = config or SchedulerConfig()
+        self._waiting: dict[str, deque[str]] = {}
+        self._subscriptions: list[Subscription] = []
+
+    async def start(self) -> None:
+        self._subscriptions = [
+            await self._bus.subscribe(SUBJECT_JOB_SUBMIT, self.on_submit, queue=QUEUE_SCHEDULER),
+            await self._bus.subscribe(SUBJECT_JOB_RESULT, self.on_result, queue=QUEUE_SCHEDULER),
+            await self._bus.subscribe(SUBJECT_HEARTBEAT_ALL, self.on_heartbeat),
+        ]
+
+    async def close(self) -> None:
+        for sub in self._subscriptions:
+            await sub.unsubscribe()
+        self._subscriptions = []
+
+    def waiting(self, pool: str) -> tuple[str, ...]:
+        """Ids of the jobs waiting for capacity in ``pool``, oldest first."""
+        return tuple(self._waiting.get(pool, ()))
+
+    # -- submit ------------------------------------------------------------------------
+
+    async def on_submit(self, packet: BusPacket) -> None:
+        request = packet.payload
+        if not isinstance(request, JobRequest):
+            self._drop("unexpected_payload", packet, subject=SUBJECT_JOB_SUBMIT)
+            return
+        now = self._clock.now()
+        job = await self._jobs.get(request.job_id)
+        if job is None:
+            # Submitted straight onto the bus, not through the front door: adopt it.
+            spec = JobSpec.from_request(request, trace_id=packet.trace_id, created_at=now)
+            adopted = new_job(spec, now)
+            job = adopted if await self._jobs.create(adopted) else await self._jobs.get(spec.job_id)
+        if not isinstance(job, PendingJob) or job.reason is not None:
+            # A redelivery, or a job already waiting for capacity: nothing new to do.
+            log.info("submit_ignored", extra=_fields(job, status=job.status if job else None))
+            return
+        self._metrics.inc_jobs_received(job.spec.topic)
+        decision = await self._safety.check(SafetyRequest.for_job(job.spec))
+        if not decision.allowed:
+            if await self._commit(job.deny(decision.reason, now)):
+                self._metrics.inc_safety_denied(job.spec.topic)
+                self._metrics.inc_jobs_completed(job.spec.topic, JobStatus.DENIED)
+                log.info("job_denied", extra=_fields(job, rule_id=decision.rule_id, reason=decision.reason))
+            return
+        await self._route(job)
+
+    async def _route(self, job: PendingJob) -> None:
+        now = self._clock.now()
+        pool = self._routing.pool_for(job.spec.topic)
+        if pool is None:
+            if await self._commit(job.fail(NO_POOL_FOR_TOPIC, now)):
+                self._metrics.inc_jobs_completed(job.spec.topic, JobStatus.FAILED)
+                log.info("job_failed", extra=_fields(job, reason=NO_POOL_FOR_TOPIC))
+            return
+        reason = await self._try_dispatch(job, pool)
+        if reason is None:
+            return
+        parked = job.waiting(reason, now) if job.reason != reason else job
+        if parked is job or await self._commit(parked):
+            self._waiting.setdefault(pool, deque()).append(job.job_id)
+            log.info("job_waiting", extra=_fields(job, pool=pool, reason=reason))
+
+    async def _try_dispatch(self, job: PendingJob, pool: str) -> str | None:
+        """Dispatch ``job`` to the best worker of ``pool``; the reason it can't, or None."""
+        now = self._clock.now()
+        selection = pick_worker(
+            await self._registry.workers(pool),
+            now=now,
+            stale_after=self._config.stale_after_s,
+            weights=self._config.weights,
+        )
+        if selection.worker is None:
+            return selection.reason
+        worker_id = selection.worker.worker_id
+        running = job.dispatch(worker_id, now)
+        if not await self._commit(running):
+            return None  # another scheduler replica moved it first
+        subject = (
+            worker_subject(worker_id)
+            if self._config.dispatch_mode is DispatchMode.WORKER
+            else job.spec.topic
+        )
+        packet = BusPacket(
+            trace_id=job.spec.trace_id,
+            sender_id=self._config.sender_id,
+            created_at=now,
+            payload=job.spec.to_request(attempt=running.attempts),
+        )
+        try:
+            await self._bus.publish(subject, packet)
+        except Exception as exc:  # the bus is down: say so on the job, never strand it RUNNING
+            reason = f"{DISPATCH_FAILED}: {type(exc).__name__}: {exc}"
+            if await self._commit(running.fail(reason, self._clock.now())):
+                self._metrics.inc_jobs_completed(job.spec.topic, JobStatus.FAILED)
+            log.warning("job_dispatch_failed", extra=_fields(job, reason=reason))
+            return None
+        self._metrics.inc_jobs_dispatched(job.spec.topic)
+        log.info("job_dispatched", extra=_fields(running, pool=pool, subject=subject))
+        return None
+
+    # -- heartbeats --------------------------------------------------------------------
+
+    async def on_heartbeat(self, packet: BusPacket) -> None:
+        hb = packet.payload
+        if not isinstance(hb, Heartbeat):
+            self._drop("unexpected_payload", packet, subject=SUBJECT_HEARTBEAT_ALL)
+            return
+        await self._registry.record(hb, self._clock.now())
+        await self._drain_waiting(hb.pool)
+
+    async def _drain_waiting(self, pool: str) -> None:
+        queue = self._waiting.get(pool)
+        while queue:
+            job = await self._jobs.get(queue[0])
+            if not isinstance(job, PendingJob):
+                queue.popleft()  # cancelled or otherwise finished while it waited
+                continue
+            if await self._try_dispatch(job, pool) is not None:
+                return  # still no capacity: keep it first in line
+            queue.popleft()
+
+    # -- results -----------------------------------------------------------------------
+
+    async def on_result(self, packet: BusPacket) -> None:
+        result = packet.payload
+        if not isinstance(result, JobResult):
+            self._drop("unexpected_payload", packet, subject=SUBJECT_JOB_RESULT)
+            return
+        job = await self._jobs.get(result.job_id)
+        if job is None:
+            self._drop("unknown_job", packet, subject=SUBJECT_JOB_RESULT, job_id=result.job_id)
+            return
+        if not isinstance(job, RunningJob):
+            # Terminal states absorb: a late or duplicate result changes nothing.
+            log.info("result_ignored", extra=_fields(job, status=job.status, result_status=result.status))
+            return
+        now = self._clock.now()
+        new: Job
+        if result.status is JobStatus.COMPLETED:
+            new = job.complete(result.result_ptr or None, now)
+        elif result.status is JobStatus.FAILED:
+            reason = ": ".join(p for p in (result.error_code, result.error_message) if p)
+            new = job.fail(reason or "worker reported failure", now, result.result_ptr or None)
+        elif result.status is JobStatus.CANCELLED:
+            new = job.cancel(result.error_message or "cancelled by worker", now)
+        elif result.status is JobStatus.TIMEOUT:
+            new = job.time_out(result.error_message or "timed out on worker", now)
+        else:
+            self._drop("invalid_result_status", packet, subject=SUBJECT_JOB_RESULT, job_id=job.job_id)
+            return
+        if await self._commit(new):
+            self._metrics.inc_jobs_completed(job.spec.topic, new.status)
+            log.info("job_finished", extra=_fields(new, status=new.status, worker_id=result.worker_id))
+
+    # -- helpers -----------------------------------------------------------------------
+
+    async def _commit(self, job: Job) -> bool:
+        won = await self._jobs.transition(job)
+        if not won:
+            log.info("transition_lost", extra=_fields(job, status=job.status))
+        return won
+
+    def _drop(self, reason: str, packet: BusPacket, **fields: object) -> None:
+        self._metrics.inc_packets_dropped(reason)
+        log.warning(
+            "packet_dropped",
+            extra={
+                "component": "scheduler",
+                "reason": reason,
+                "trace_id": packet.trace_id,
+                "sender_id": packet.sender_id,
+                "payload_type": type(packet.payload).__name__,
+                **fields,
+            },
+        )
+
+
+def _fields(job: Job | None, **extra: object) -> dict[str, object]:
+    if job is None:
+        return {"component": "scheduler", **extra}
+    return {
+        "component": "scheduler",
+        "trace_id": job.spec.trace_id,
+        "job_id": job.job_id,
+        "topic": job.spec.topic,
+        **extra,
+    }
