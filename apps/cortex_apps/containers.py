@@ -1,0 +1,84 @@
+"""Composition: which adapter plays each port. The only place that knows them all."""
+
+from __future__ import annotations
+
+from dependency_injector import containers, providers
+
+from cortex_adapters.codec import ProtobufCodec
+from cortex_adapters.config import load_routing
+from cortex_adapters.http import create_app
+from cortex_adapters.memory import (
+    InMemoryBus,
+    InMemoryJobStore,
+    InMemoryMemoryStore,
+    InMemoryMetrics,
+    InMemoryWorkerRegistry,
+    InProcessSafetyChecker,
+)
+from cortex_adapters.system import SystemClock, UuidIdGenerator
+from cortex_adapters.worker import Worker, WorkerConfig, echo_handler
+from cortex_adapters.worker import echo as echo_worker
+from cortex_core.frontdoor import FrontDoor
+from cortex_core.policy import default_policy
+from cortex_core.scheduler import Scheduler, SchedulerConfig
+
+
+class EmbeddedContainer(containers.DeclarativeContainer):
+    """``cortex up``: gateway, scheduler, safety policy and an echo worker in one process,
+    on in-memory adapters. Packets still cross the bus as protobuf bytes."""
+
+    config = providers.Configuration(strict=True)
+
+    clock = providers.Singleton(SystemClock)
+    ids = providers.Singleton(UuidIdGenerator)
+    metrics = providers.Singleton(InMemoryMetrics)
+    codec = providers.Singleton(ProtobufCodec)
+    bus = providers.Singleton(InMemoryBus, codec=codec, metrics=metrics)
+    memory = providers.Singleton(
+        InMemoryMemoryStore, clock=clock, ttl_s=config.memory_ttl_s, max_value_bytes=config.max_value_bytes
+    )
+    jobs = providers.Singleton(InMemoryJobStore)
+    registry = providers.Singleton(InMemoryWorkerRegistry, clock=clock)
+    safety = providers.Singleton(InProcessSafetyChecker, policy=providers.Callable(default_policy))
+    routing = providers.Singleton(load_routing, config.routing_file)
+
+    scheduler = providers.Singleton(
+        Scheduler,
+        bus=bus,
+        jobs=jobs,
+        safety=safety,
+        registry=registry,
+        routing=routing,
+        metrics=metrics,
+        clock=clock,
+        config=providers.Factory(SchedulerConfig, sender_id="scheduler-embedded"),
+    )
+    echo_worker = providers.Singleton(
+        Worker,
+        config=providers.Factory(
+            WorkerConfig,
+            worker_id="echo-embedded",
+            pool=echo_worker.POOL,
+            topics=echo_worker.TOPICS,
+            max_parallel_jobs=config.echo_parallel_jobs,
+            heartbeat_interval_s=config.heartbeat_interval_s,
+        ),
+        handler=echo_handler,
+        bus=bus,
+        memory=memory,
+        clock=clock,
+    )
+    frontdoor = providers.Singleton(
+        FrontDoor, bus=bus, memory=memory, jobs=jobs, clock=clock, ids=ids, sender_id="gateway-embedded"
+    )
+
+
+DEFAULTS: dict[str, object] = {
+    "memory_ttl_s": 24 * 3600.0,
+    "max_value_bytes": 1 << 20,
+    "routing_file": None,
+    "echo_parallel_jobs": 8,
+    "heartbeat_interval_s": 5.0,
+}
+
+__all__ = ["DEFAULTS", "EmbeddedContainer", "create_app"]

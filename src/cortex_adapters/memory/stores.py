@@ -1,0 +1,93 @@
+"""In-memory ``MemoryStore`` and ``JobStore``."""
+
+from __future__ import annotations
+
+from cortex_core.errors import PayloadTooLarge
+from cortex_core.jobs import Job, PendingJob
+from cortex_core.pointers import context_key, context_ptr, result_key, result_ptr
+from cortex_core.ports import Clock
+
+DEFAULT_TTL_S = 24 * 3600.0
+DEFAULT_MAX_VALUE_BYTES = 1 << 20
+
+
+class InMemoryMemoryStore:
+    """Contexts and results by key, with a TTL and a size limit, like the Redis store."""
+
+    def __init__(
+        self,
+        *,
+        clock: Clock,
+        ttl_s: float = DEFAULT_TTL_S,
+        max_value_bytes: int = DEFAULT_MAX_VALUE_BYTES,
+    ) -> None:
+        if ttl_s <= 0:
+            raise ValueError("ttl_s must be positive")
+        self._clock = clock
+        self._ttl_s = ttl_s
+        self._max = max_value_bytes
+        self._data: dict[str, tuple[bytes, float]] = {}
+
+    async def start(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        self._data.clear()
+
+    def _put(self, key: str, what: str, data: bytes) -> None:
+        if len(data) > self._max:
+            raise PayloadTooLarge(what, len(data), self._max)
+        self._data[key] = (bytes(data), self._clock.now() + self._ttl_s)
+
+    def _get(self, key: str) -> bytes | None:
+        entry = self._data.get(key)
+        if entry is None:
+            return None
+        data, expires_at = entry
+        if self._clock.now() >= expires_at:
+            del self._data[key]
+            return None
+        return data
+
+    async def put_context(self, job_id: str, data: bytes) -> str:
+        self._put(context_key(job_id), "context", data)
+        return context_ptr(job_id)
+
+    async def get_context(self, job_id: str) -> bytes | None:
+        return self._get(context_key(job_id))
+
+    async def put_result(self, job_id: str, data: bytes) -> str:
+        self._put(result_key(job_id), "result", data)
+        return result_ptr(job_id)
+
+    async def get_result(self, job_id: str) -> bytes | None:
+        return self._get(result_key(job_id))
+
+
+class InMemoryJobStore:
+    """Jobs by id. Each call runs without awaiting, so compare-and-set is atomic on the loop."""
+
+    def __init__(self) -> None:
+        self._jobs: dict[str, Job] = {}
+
+    async def start(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+    async def create(self, job: PendingJob) -> bool:
+        if job.job_id in self._jobs:
+            return False
+        self._jobs[job.job_id] = job
+        return True
+
+    async def get(self, job_id: str) -> Job | None:
+        return self._jobs.get(job_id)
+
+    async def transition(self, job: Job) -> bool:
+        current = self._jobs.get(job.job_id)
+        if current is None or current.version != job.version - 1:
+            return False
+        self._jobs[job.job_id] = job
+        return True

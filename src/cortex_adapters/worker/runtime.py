@@ -1,0 +1,181 @@
+"""A worker runtime: subscribe, heartbeat, fetch the context, run a handler, store the result.
+
+A worker listens on its own subject ``worker.<id>.jobs`` (least-loaded dispatch) and, in its
+pool's queue group ``workers-<pool>``, on each of its topics (pool dispatch). It runs at most
+``max_parallel_jobs`` handlers at once; a handler's exception makes the job FAILED with the
+exception's type and message, and the worker carries on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from cortex_core.bus_protocol import (
+    SUBJECT_JOB_RESULT,
+    heartbeat_subject,
+    pool_queue,
+    worker_subject,
+)
+from cortex_core.errors import CortexError
+from cortex_core.messages import BusPacket, Heartbeat, JobRequest, JobResult, JobStatus
+from cortex_core.pointers import check_context_ptr
+from cortex_core.ports import Bus, Clock, MemoryStore, Subscription
+
+log = logging.getLogger("cortex.worker")
+
+
+@dataclass(frozen=True, slots=True)
+class JobContext:
+    """What a handler gets: the request, its context document and who is running it."""
+
+    request: JobRequest
+    context: bytes
+    trace_id: str
+    worker_id: str
+
+
+Handler = Callable[[JobContext], Awaitable[bytes]]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WorkerConfig:
+    worker_id: str
+    pool: str
+    topics: tuple[str, ...]
+    max_parallel_jobs: int = 4
+    heartbeat_interval_s: float = 5.0
+    region: str = ""
+    type: str = ""
+    capabilities: tuple[str, ...] = ()
+
+
+class Worker:
+    def __init__(
+        self, *, config: WorkerConfig, handler: Handler, bus: Bus, memory: MemoryStore, clock: Clock
+    ) -> None:
+        if config.max_parallel_jobs < 1:
+            raise ValueError("max_parallel_jobs must be at least 1")
+        heartbeat_subject(config.worker_id)  # validates the id early
+        self.config = config
+        self._handler = handler
+        self._bus = bus
+        self._memory = memory
+        self._clock = clock
+        self._slots = asyncio.Semaphore(config.max_parallel_jobs)
+        self._running: set[asyncio.Task[None]] = set()
+        self._subs: list[Subscription] = []
+        self._heartbeats: asyncio.Task[None] | None = None
+        self._cpu_mark = (time.process_time(), time.monotonic())
+
+    @property
+    def active_jobs(self) -> int:
+        return len(self._running)
+
+    async def start(self) -> None:
+        cfg = self.config
+        self._subs = [await self._bus.subscribe(worker_subject(cfg.worker_id), self._on_job)]
+        for topic in cfg.topics:
+            self._subs.append(await self._bus.subscribe(topic, self._on_job, queue=pool_queue(cfg.pool)))
+        await self.heartbeat()
+        self._heartbeats = asyncio.create_task(self._heartbeat_loop(), name=f"heartbeat:{cfg.worker_id}")
+
+    async def close(self) -> None:
+        """Stop taking jobs, finish the ones in flight, stop heartbeating."""
+        for sub in self._subs:
+            await sub.unsubscribe()
+        self._subs = []
+        if self._running:
+            await asyncio.gather(*self._running, return_exceptions=True)
+        if self._heartbeats is not None:
+            self._heartbeats.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._heartbeats
+            self._heartbeats = None
+
+    def _cpu_load(self) -> float:
+        """This process's CPU time over wall time since the last heartbeat (0..1 of one core)."""
+        cpu, wall = time.process_time(), time.monotonic()
+        last_cpu, last_wall = self._cpu_mark
+        self._cpu_mark = (cpu, wall)
+        elapsed = wall - last_wall
+        return min(max((cpu - last_cpu) / elapsed, 0.0), 1.0) if elapsed > 0 else 0.0
+
+    async def heartbeat(self) -> None:
+        cfg = self.config
+        hb = Heartbeat(
+            worker_id=cfg.worker_id,
+            pool=cfg.pool,
+            max_parallel_jobs=cfg.max_parallel_jobs,
+            active_jobs=self.active_jobs,
+            cpu_load=self._cpu_load(),
+            region=cfg.region,
+            type=cfg.type,
+            capabilities=cfg.capabilities,
+        )
+        packet = BusPacket(trace_id="", sender_id=cfg.worker_id, created_at=self._clock.now(), payload=hb)
+        await self._bus.publish(heartbeat_subject(cfg.worker_id), packet)
+
+    async def _heartbeat_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.heartbeat_interval_s)
+            try:
+                await self.heartbeat()
+            except Exception:
+                log.exception("heartbeat_failed", extra={"component": "worker", "worker_id": self.config.worker_id})
+
+    async def _on_job(self, packet: BusPacket) -> None:
+        request = packet.payload
+        if not isinstance(request, JobRequest):
+            log.warning("packet_dropped", extra={"component": "worker", "reason": "unexpected_payload",
+                                                 "trace_id": packet.trace_id})
+            return
+        await self._slots.acquire()  # back-pressure: the subscription waits for a free slot
+        task = asyncio.create_task(self._run(request, packet.trace_id))
+        self._running.add(task)
+        task.add_done_callback(self._running.discard)
+
+    async def _run(self, request: JobRequest, trace_id: str) -> None:
+        try:
+            result = await self._execute(request, trace_id)
+            await self._bus.publish(
+                SUBJECT_JOB_RESULT,
+                BusPacket(trace_id=trace_id, sender_id=self.config.worker_id,
+                          created_at=self._clock.now(), payload=result),
+            )
+            log.info("job_done", extra={"component": "worker", "trace_id": trace_id, "job_id": request.job_id,
+                                        "topic": request.topic, "worker_id": self.config.worker_id,
+                                        "status": result.status.value})
+        except Exception:
+            log.exception("job_result_not_sent", extra={"component": "worker", "trace_id": trace_id,
+                                                        "job_id": request.job_id})
+        finally:
+            self._slots.release()
+
+    async def _execute(self, request: JobRequest, trace_id: str) -> JobResult:
+        wid = self.config.worker_id
+        started = time.perf_counter()
+
+        def failed(code: str, message: str) -> JobResult:
+            return JobResult(job_id=request.job_id, status=JobStatus.FAILED, worker_id=wid,
+                             execution_ms=int((time.perf_counter() - started) * 1000),
+                             error_code=code, error_message=message)
+
+        try:
+            check_context_ptr(request.context_ptr, request.job_id)
+        except CortexError as exc:
+            return failed("bad_context_ptr", str(exc))
+        context = await self._memory.get_context(request.job_id)
+        if context is None:
+            return failed("context_missing", f"no context under {request.context_ptr}")
+        try:
+            output = await self._handler(JobContext(request, context, trace_id, wid))
+        except Exception as exc:
+            return failed(type(exc).__name__, str(exc))
+        pointer = await self._memory.put_result(request.job_id, output)
+        return JobResult(job_id=request.job_id, status=JobStatus.COMPLETED, result_ptr=pointer,
+                         worker_id=wid, execution_ms=int((time.perf_counter() - started) * 1000))
