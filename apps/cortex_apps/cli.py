@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import socket
 import sys
 from collections.abc import Sequence
@@ -50,16 +49,18 @@ def _banner(host: str, port: int) -> str:
 def up(args: argparse.Namespace) -> int:
     from cortex_apps.up import build_app, build_container
 
-    logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
-    )
+    from cortex_apps.logs import configure
+
+    configure(args.log_level)
     try:
         container = build_container({"routing_file": args.routing})
         app = build_app(container)
     except ConfigError as exc:
         print(f"cortex up: configuration error: {exc}", file=sys.stderr)
         return 2
-    config = uvicorn.Config(app, host=args.host, port=args.port, log_level=args.log_level, lifespan="on")
+    config = uvicorn.Config(
+        app, host=args.host, port=args.port, log_level=args.log_level, lifespan="on", log_config=None
+    )
     server = _Server(config)
     server.run()
     return 0 if server.started else 1

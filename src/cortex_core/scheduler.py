@@ -200,9 +200,26 @@ class Scheduler:
             if not isinstance(job, PendingJob):
                 queue.popleft()  # cancelled or otherwise finished while it waited
                 continue
-            if await self._try_dispatch(job, pool) is not None:
-                return  # still no capacity: keep it first in line
+            reason = await self._try_dispatch(job, pool)
+            if reason is not None:  # still no capacity: it stays first in line
+                await self._relabel_waiting(queue, reason)
+                return
             queue.popleft()
+
+    async def _relabel_waiting(self, queue: deque[str], reason: str) -> None:
+        """Keep the waiting jobs' reason true (``no_workers`` ⇄ ``pool_at_capacity``).
+
+        Jobs parked together share their pool's reason, so checking the first one is enough
+        to know whether anything changed; the walk happens only when it did.
+        """
+        first = await self._jobs.get(queue[0])
+        if not isinstance(first, PendingJob) or first.reason == reason:
+            return
+        now = self._clock.now()
+        for job_id in list(queue):
+            job = await self._jobs.get(job_id)
+            if isinstance(job, PendingJob) and job.reason != reason:
+                await self._commit(job.waiting(reason, now))
 
     # -- results -----------------------------------------------------------------------
 

@@ -174,4 +174,5 @@ def create_app(frontdoor: FrontDoor, *, lifespan: Sequence[Lifespan] = (), debug
         lifespan=list(lifespan),
         openapi_config=OpenAPIConfig(title="Cortex API", version="1"),
         debug=debug,
+        logging_config=None,  # the app that runs this configures logging
     )

@@ -71,6 +71,9 @@ class InMemoryBus:
         self._subs: list[_Subscription] = []
         self._rr = itertools.count()
         self._closed = False
+        self._in_flight = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
         self.errors: list[BaseException] = []
         """Every exception a handler raised, in order (redelivered ones included)."""
 
@@ -88,11 +91,21 @@ class InMemoryBus:
             if not subject_matches(sub.subject, subject):
                 continue
             if sub.queue_group is None:
-                sub.inbox.put_nowait((item, 0))
+                self._enqueue(sub, item, 0)
             else:
                 groups.setdefault((sub.subject, sub.queue_group), []).append(sub)
         for members in groups.values():
-            members[next(self._rr) % len(members)].inbox.put_nowait((item, 0))
+            self._enqueue(members[next(self._rr) % len(members)], item, 0)
+
+    def _enqueue(self, sub: _Subscription, item: BusPacket | bytes, deliveries: int) -> None:
+        self._in_flight += 1
+        self._idle.clear()
+        sub.inbox.put_nowait((item, deliveries))
+
+    async def settle(self) -> None:
+        """Wait until every packet published so far, and every packet their handlers
+        published in turn, has been handled. For tests and orderly shutdown."""
+        await self._idle.wait()
 
     async def subscribe(
         self, subject: str, handler: PacketHandler, *, queue: str | None = None
@@ -117,6 +130,9 @@ class InMemoryBus:
                 await self._deliver(sub, item, deliveries)
             finally:
                 sub.inbox.task_done()
+                self._in_flight -= 1
+                if self._in_flight == 0:
+                    self._idle.set()
 
     async def _deliver(self, sub: _Subscription, item: BusPacket | bytes, deliveries: int) -> None:
         if isinstance(item, bytes):
@@ -138,7 +154,7 @@ class InMemoryBus:
                     extra={"component": "bus", "subject": sub.subject, "trace_id": packet.trace_id,
                            "delivery": deliveries + 1, "error": repr(exc)},
                 )
-                sub.inbox.put_nowait((item, deliveries + 1))
+                self._enqueue(sub, item, deliveries + 1)
             else:
                 log.exception(
                     "handler_failed_dropping",

@@ -1,0 +1,56 @@
+"""Sessions: ``nox`` runs lint, typecheck, proto-check and tests; ``nox -s bench`` benchmarks."""
+
+from __future__ import annotations
+
+import nox
+
+nox.options.default_venv_backend = "uv|virtualenv"
+nox.options.reuse_venv = "yes"
+nox.options.error_on_missing_interpreters = True
+nox.options.sessions = ["lint", "typecheck", "proto-check", "tests"]
+
+RUFF = "ruff==0.17.5"  # also formats the generated code: keep it pinned for reproducible output
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """Unit, contract (in-memory adapters) and end-to-end tests."""
+    session.install("-e", ".[dev]")
+    session.run("pytest", *session.posargs)
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """ruff (lint + format) and the import-linter contracts that keep cortex_core pure."""
+    session.install("-e", ".[dev]")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+    session.run("lint-imports")
+
+
+@nox.session
+def typecheck(session: nox.Session) -> None:
+    """mypy --strict over cortex_core, cortex_adapters and cortex_apps."""
+    session.install("-e", ".[dev]")
+    session.run("mypy")
+
+
+@nox.session
+def proto(session: nox.Session) -> None:
+    """Regenerate src/cortex_proto from proto/ (``-- --check`` only verifies)."""
+    session.install("-e", ".[proto]", RUFF)
+    session.run("python", "tools/gen_proto.py", *session.posargs)
+
+
+@nox.session(name="proto-check")
+def proto_check(session: nox.Session) -> None:
+    """Fail when src/cortex_proto is stale against proto/."""
+    session.install("-e", ".[proto]", RUFF)
+    session.run("python", "tools/gen_proto.py", "--check")
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Benchmarks (not tests): the bus codec against a betterproto baseline, same run."""
+    session.install("-e", ".")
+    session.run("python", "bench/bench_codec.py", *session.posargs)

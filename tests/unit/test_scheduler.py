@@ -1,0 +1,226 @@
+"""The scheduler service on in-memory adapters, with a fake clock: assertions on state."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+import hypothesis.strategies as st
+import pytest
+from hypothesis import HealthCheck, given, settings
+
+from cortex_adapters.codec import ProtobufCodec
+from cortex_adapters.memory import (
+    InMemoryBus,
+    InMemoryJobStore,
+    InMemoryMetrics,
+    InMemoryWorkerRegistry,
+    InProcessSafetyChecker,
+)
+from cortex_core.bus_protocol import (
+    SUBJECT_JOB_RESULT,
+    SUBJECT_JOB_SUBMIT,
+    heartbeat_subject,
+)
+from cortex_core.jobs import JobSpec, new_job
+from cortex_core.messages import BusPacket, Heartbeat, JobRequest, JobResult, JobStatus, Payload
+from cortex_core.pointers import context_ptr, result_ptr
+from cortex_core.routing import RoutingTable
+from cortex_core.scheduler import DispatchMode, Scheduler, SchedulerConfig
+from tests.fakes import FakeClock
+
+ROUTING = RoutingTable.from_pools({"echo": ("job.echo",), "chat-llm": ("job.chat.llm",)})
+
+
+@dataclass
+class Harness:
+    bus: InMemoryBus
+    jobs: InMemoryJobStore
+    metrics: InMemoryMetrics
+    clock: FakeClock
+    scheduler: Scheduler
+    dispatched: list[tuple[str, BusPacket]] = field(default_factory=list)
+
+    async def send(self, subject: str, payload: Payload) -> None:
+        await self.bus.publish(subject, BusPacket(trace_id="ab" * 16, sender_id="test",
+                                                  created_at=self.clock.now(), payload=payload))
+        await self.bus.settle()
+
+    async def heartbeat(self, worker_id: str, *, pool: str = "echo", active: int = 0, max_jobs: int = 2) -> None:
+        await self.send(heartbeat_subject(worker_id),
+                        Heartbeat(worker_id=worker_id, pool=pool, max_parallel_jobs=max_jobs, active_jobs=active))
+
+    async def submit(self, job_id: str, topic: str = "job.echo") -> None:
+        await self.send(SUBJECT_JOB_SUBMIT, JobRequest(job_id=job_id, topic=topic, context_ptr=context_ptr(job_id)))
+
+    async def result(self, job_id: str, status: JobStatus = JobStatus.COMPLETED, **kw: str) -> None:
+        await self.send(SUBJECT_JOB_RESULT, JobResult(job_id=job_id, status=status, worker_id="w1", **kw))
+
+    async def status(self, job_id: str) -> JobStatus | None:
+        job = await self.jobs.get(job_id)
+        return None if job is None else job.status
+
+
+async def make_harness(mode: DispatchMode = DispatchMode.WORKER, jobs: InMemoryJobStore | None = None,
+                       bus: InMemoryBus | None = None) -> Harness:
+    clock = FakeClock()
+    bus = bus or InMemoryBus(codec=ProtobufCodec(), strict=True)
+    jobs = jobs or InMemoryJobStore()
+    metrics = InMemoryMetrics()
+    scheduler = Scheduler(bus=bus, jobs=jobs, safety=InProcessSafetyChecker(),
+                          registry=InMemoryWorkerRegistry(clock=clock), routing=ROUTING, metrics=metrics,
+                          clock=clock, config=SchedulerConfig(dispatch_mode=mode))
+    h = Harness(bus, jobs, metrics, clock, scheduler)
+
+    async def spy(packet: BusPacket) -> None:
+        assert isinstance(packet.payload, JobRequest)
+        h.dispatched.append((packet.payload.job_id, packet))
+
+    await scheduler.start()
+    for subject in ("worker.*.jobs", "job.>"):
+        await bus.subscribe(subject, spy)
+    return h
+
+
+@pytest.fixture
+async def h() -> AsyncIterator[Harness]:
+    harness = await make_harness()
+    yield harness
+    await harness.scheduler.close()
+    await harness.bus.close()  # strict: re-raises any handler error
+
+
+async def test_allowed_job_is_dispatched_to_the_least_loaded_worker(h: Harness) -> None:
+    await h.heartbeat("w-busy", active=1)
+    await h.heartbeat("w-idle", active=0)
+    await h.submit("j1")
+    job = await h.jobs.get("j1")
+    assert job is not None
+    assert job.status is JobStatus.RUNNING
+    assert job.worker_id == "w-idle"
+    assert job.attempts == 1
+    assert [jid for jid, _ in h.dispatched] == ["j1"]
+    packet = h.dispatched[0][1]
+    assert isinstance(packet.payload, JobRequest)
+    assert packet.payload.attempt == 1
+    assert packet.trace_id == "ab" * 16
+    assert h.metrics.value("jobs_received", topic="job.echo") == 1
+    assert h.metrics.value("jobs_dispatched", topic="job.echo") == 1
+
+
+async def test_denied_job_ends_denied_and_never_reaches_a_worker(h: Harness) -> None:
+    await h.heartbeat("w1")
+    await h.submit("j1", topic="sys.destroy")
+    job = await h.jobs.get("j1")
+    assert job is not None
+    assert job.status is JobStatus.DENIED
+    assert job.reason == "topic sys.destroy is forbidden"
+    assert h.dispatched == []
+    assert h.metrics.value("safety_denied", topic="sys.destroy") == 1
+
+
+async def test_unroutable_topic_fails_at_once(h: Harness) -> None:
+    await h.submit("j1", topic="job.nowhere")
+    job = await h.jobs.get("j1")
+    assert job is not None
+    assert (job.status, job.reason) == (JobStatus.FAILED, "no_pool_for_topic")
+
+
+async def test_job_waits_for_a_worker_and_goes_when_one_appears(h: Harness) -> None:
+    await h.submit("j1")
+    await h.submit("j2")
+    job = await h.jobs.get("j1")
+    assert job is not None
+    assert (job.status, job.reason) == (JobStatus.PENDING, "no_workers")
+    assert h.scheduler.waiting("echo") == ("j1", "j2")
+    await h.heartbeat("w1", max_jobs=1, active=1)  # alive but full
+    assert (await h.jobs.get("j1")).reason == "pool_at_capacity"  # type: ignore[union-attr]
+    await h.submit("j3")
+    assert h.scheduler.waiting("echo") == ("j1", "j2", "j3")
+    await h.heartbeat("w1", max_jobs=4, active=0)
+    assert [jid for jid, _ in h.dispatched] == ["j1", "j2", "j3"]  # in arrival order
+    assert h.scheduler.waiting("echo") == ()
+
+
+async def test_stale_workers_are_not_candidates(h: Harness) -> None:
+    await h.heartbeat("w1")
+    h.clock.advance(16)
+    await h.submit("j1")
+    assert await h.status("j1") is JobStatus.PENDING
+    assert h.dispatched == []
+
+
+async def test_result_completes_the_job_and_duplicates_change_nothing(h: Harness) -> None:
+    await h.heartbeat("w1")
+    await h.submit("j1")
+    await h.result("j1", result_ptr=result_ptr("j1"))
+    done = await h.jobs.get("j1")
+    assert done is not None
+    assert (done.status, done.result_ptr) == (JobStatus.COMPLETED, result_ptr("j1"))
+    await h.result("j1", JobStatus.FAILED, error_code="late")
+    await h.submit("j1")  # a redelivered submit
+    assert await h.jobs.get("j1") == done
+    assert [jid for jid, _ in h.dispatched] == ["j1"]
+    assert h.metrics.value("jobs_completed", topic="job.echo", status="COMPLETED") == 1
+
+
+async def test_failed_result_records_the_error(h: Harness) -> None:
+    await h.heartbeat("w1")
+    await h.submit("j1")
+    await h.result("j1", JobStatus.FAILED, error_code="ValueError", error_message="bad input")
+    job = await h.jobs.get("j1")
+    assert job is not None
+    assert (job.status, job.reason) == (JobStatus.FAILED, "ValueError: bad input")
+
+
+async def test_bad_results_are_dropped_and_counted(h: Harness) -> None:
+    await h.result("nobody")
+    await h.heartbeat("w1")
+    await h.submit("j1")
+    await h.result("j1", JobStatus.PENDING)
+    assert h.metrics.value("packets_dropped", reason="unknown_job") == 1
+    assert h.metrics.value("packets_dropped", reason="invalid_result_status") == 1
+    assert await h.status("j1") is JobStatus.RUNNING
+
+
+async def test_pool_mode_publishes_on_the_topic() -> None:
+    h = await make_harness(DispatchMode.POOL)
+    await h.heartbeat("w1")
+    await h.submit("j1")
+    assert h.dispatched[0][0] == "j1"
+    assert await h.status("j1") is JobStatus.RUNNING
+    await h.bus.close()
+
+
+async def test_two_schedulers_never_both_dispatch_a_job() -> None:
+    jobs, bus = InMemoryJobStore(), InMemoryBus(strict=True)
+    a = await make_harness(jobs=jobs, bus=bus)
+    b = await make_harness(jobs=jobs, bus=bus)
+    await a.heartbeat("w1", max_jobs=100)
+    for i in range(20):
+        spec = JobSpec(job_id=f"j{i}", trace_id="ab" * 16, topic="job.echo", context_ptr=context_ptr(f"j{i}"),
+                       created_at=0.0)
+        await jobs.create(new_job(spec, 0.0))
+        # The same submit reaches both replicas (a redelivery after a crash looks like this).
+        await a.scheduler.on_submit(BusPacket(trace_id="ab" * 16, sender_id="t", created_at=0.0,
+                                              payload=spec.to_request(attempt=0)))
+        await b.scheduler.on_submit(BusPacket(trace_id="ab" * 16, sender_id="t", created_at=0.0,
+                                              payload=spec.to_request(attempt=0)))
+    await bus.settle()
+    ids = sorted(jid for jid, _ in a.dispatched)
+    assert ids == sorted(f"j{i}" for i in range(20))  # each exactly once
+    await bus.close()
+
+
+@settings(max_examples=40, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.sampled_from([JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED,
+                                 JobStatus.TIMEOUT]), min_size=1, max_size=6))
+async def test_the_first_result_decides_and_later_ones_are_absorbed(results: list[JobStatus]) -> None:
+    h = await make_harness()
+    await h.heartbeat("w1")
+    await h.submit("j1")
+    for status in results:
+        await h.result("j1", status)
+    assert await h.status("j1") is results[0]
+    assert h.metrics.total("jobs_completed") == 1
+    await h.bus.close()
