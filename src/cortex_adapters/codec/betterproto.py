@@ -22,7 +22,8 @@ from cortex_core.messages import (
 )
 from cortex_proto.cortex import v1
 
-_UTC = dt.UTC
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+_MICROSECOND = dt.timedelta(microseconds=1)
 _PRIORITY_TO_BP = {Priority.INTERACTIVE: v1.JobPriority.INTERACTIVE, Priority.BATCH: v1.JobPriority.BATCH}
 _PRIORITY_FROM_BP = {v: k for k, v in _PRIORITY_TO_BP.items()}
 _STATUS_TO_BP = {s: v1.JobStatus[s.value] for s in JobStatus}
@@ -30,7 +31,12 @@ _STATUS_FROM_BP = {v: k for k, v in _STATUS_TO_BP.items()}
 
 
 def _ts(t: float) -> dt.datetime:
-    return dt.datetime.fromtimestamp(t, tz=_UTC)
+    """Exact to the microsecond, datetime's resolution (``fromtimestamp`` is not)."""
+    return _EPOCH + dt.timedelta(microseconds=round(t * 1e6))
+
+
+def _seconds(d: dt.datetime) -> float:
+    return ((d - _EPOCH) // _MICROSECOND) / 1e6
 
 
 def to_betterproto(packet: BusPacket) -> v1.BusPacket:
@@ -81,6 +87,8 @@ def to_betterproto(packet: BusPacket) -> v1.BusPacket:
 
 
 def from_betterproto(msg: v1.BusPacket) -> BusPacket:
+    if msg.protocol_version == 0:
+        raise CodecError("packet has no protocol_version")
     payload: Payload
     if msg.job_request is not None:
         r = msg.job_request
@@ -92,7 +100,7 @@ def from_betterproto(msg: v1.BusPacket) -> BusPacket:
             adapter_id=r.adapter_id,
             tenant_id=r.tenant_id,
             labels=dict(r.labels),
-            deadline=r.deadline.timestamp() if r.deadline is not None else None,
+            deadline=_seconds(r.deadline) if r.deadline is not None else None,
             attempt=r.attempt,
         )
     elif msg.job_result is not None:
@@ -126,9 +134,7 @@ def from_betterproto(msg: v1.BusPacket) -> BusPacket:
         payload = JobCancel(job_id=msg.job_cancel.job_id, reason=msg.job_cancel.reason)
     else:
         raise CodecError("packet has no payload, or one this version does not know")
-    if msg.protocol_version == 0:
-        raise CodecError("packet has no protocol_version")
-    created = msg.created_at.timestamp() if msg.created_at is not None else 0.0
+    created = _seconds(msg.created_at) if msg.created_at is not None else 0.0
     return BusPacket(
         trace_id=msg.trace_id,
         sender_id=msg.sender_id,

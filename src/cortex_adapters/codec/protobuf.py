@@ -7,6 +7,8 @@ docs/adr/0002 has the figures against betterproto.
 
 from __future__ import annotations
 
+import math
+
 from google.protobuf.message import DecodeError
 from google.protobuf.timestamp_pb2 import Timestamp
 
@@ -38,11 +40,18 @@ _STATUS_FROM_WIRE = {v: k for k, v in _STATUS_TO_WIRE.items()}
 
 
 def _set_time(ts: Timestamp, t: float) -> None:
-    ts.seconds, ts.nanos = divmod(round(t * 1e9), 1_000_000_000)
+    # Whole microseconds: a float epoch time carries no finer detail (~0.2 µs near 2026), and
+    # runtimes that read Timestamps as datetime (betterproto) truncate to microseconds.
+    seconds = math.floor(t)
+    micros = round((t - seconds) * 1e6)  # t - floor(t) is exact; only this product rounds
+    if micros == 1_000_000:
+        seconds, micros = seconds + 1, 0
+    ts.seconds, ts.nanos = seconds, micros * 1000
 
 
 def _get_time(ts: Timestamp) -> float:
-    return ts.seconds + ts.nanos / 1e9
+    # int / int is correctly rounded; converting the nanoseconds to float first is not.
+    return (ts.seconds * 1_000_000_000 + ts.nanos) / 1_000_000_000
 
 
 class ProtobufCodec:
