@@ -22,7 +22,11 @@ def build_container(overrides: Mapping[str, object] | None = None) -> EmbeddedCo
 
 
 def build_app(container: EmbeddedContainer) -> Litestar:
-    """The gateway app; its lifespan starts and stops everything else, in dependency order."""
+    """The gateway app; its lifespan starts and stops everything else, in dependency order.
+
+    Configuration is resolved here, before anything listens, so a bad file stops the boot.
+    """
+    container.routing()
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Litestar) -> AsyncIterator[None]:

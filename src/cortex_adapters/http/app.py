@@ -14,9 +14,10 @@ from typing import Annotated, Any
 
 import msgspec
 from litestar import Controller, Litestar, Request, Response, get, post
-from litestar.di import Provide
+from litestar.di import NamedDependency, Provide
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.openapi import OpenAPIConfig
+from litestar.params import FromPath, JSONBody
 from litestar.status_codes import HTTP_202_ACCEPTED
 
 from cortex_core.bus_protocol import MAX_TOPIC_LENGTH, is_valid_topic
@@ -90,7 +91,7 @@ class JobsController(Controller):
     path = "/v1/jobs"
 
     @post("/", status_code=HTTP_202_ACCEPTED, summary="Submit a job")
-    async def submit(self, data: SubmitJobBody, frontdoor: FrontDoor) -> SubmitJobAccepted:
+    async def submit(self, data: JSONBody[SubmitJobBody], frontdoor: NamedDependency[FrontDoor]) -> SubmitJobAccepted:
         if not is_valid_topic(data.topic):
             raise InvalidField("topic", "a topic is dot-separated words of letters, digits, '_' or '-', e.g. job.echo")
         submitted = await frontdoor.submit(
@@ -105,11 +106,11 @@ class JobsController(Controller):
         return SubmitJobAccepted(job_id=submitted.job_id, trace_id=submitted.trace_id)
 
     @get("/{job_id:str}", summary="A job's status")
-    async def status(self, job_id: str, frontdoor: FrontDoor) -> JobView:
+    async def status(self, job_id: FromPath[str], frontdoor: NamedDependency[FrontDoor]) -> JobView:
         return JobView.of(await frontdoor.status(job_id))
 
     @get("/{job_id:str}/result", summary="A finished job's result document")
-    async def result(self, job_id: str, frontdoor: FrontDoor) -> Response[bytes]:
+    async def result(self, job_id: FromPath[str], frontdoor: NamedDependency[FrontDoor]) -> Response[bytes]:
         _, data = await frontdoor.result(job_id)
         return Response(data, media_type="application/json")
 
