@@ -1,4 +1,4 @@
-"""Generate ``src/cortex_proto`` from ``proto/``; ``--check`` fails when the checked-in code is stale.
+"""Generate ``src/cortex_proto`` from ``proto/``; ``--check`` fails if it is stale.
 
 Two generators, one package (see docs/adr/0002-betterproto-and-the-wire-codec.md):
 
@@ -48,8 +48,14 @@ def generate(out: Path) -> None:
     bin_dir = str(Path(sys.executable).parent)
     env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
     subprocess.run(
-        [sys.executable, "-m", "grpc_tools.protoc", f"-I{PROTO_DIR}",
-         f"--python_betterproto2_out={out}", *protos],
+        [
+            sys.executable,
+            "-m",
+            "grpc_tools.protoc",
+            f"-I{PROTO_DIR}",
+            f"--python_betterproto2_out={out}",
+            *protos,
+        ],
         check=True,
         env=env,
     )

@@ -25,8 +25,12 @@ def _parser() -> argparse.ArgumentParser:
         "on in-memory adapters.",
     )
     up.add_argument("--host", default=DEFAULT_HOST, help=f"listen address (default {DEFAULT_HOST})")
-    up.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"listen port (default {DEFAULT_PORT})")
-    up.add_argument("--routing", metavar="FILE", help="routing YAML (default: the shipped routing.yaml)")
+    up.add_argument(
+        "--port", type=int, default=DEFAULT_PORT, help=f"listen port (default {DEFAULT_PORT})"
+    )
+    up.add_argument(
+        "--routing", metavar="FILE", help="routing YAML (default: the shipped routing.yaml)"
+    )
     up.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     return parser
 
@@ -39,7 +43,7 @@ def _banner(host: str, port: int) -> str:
             f"  API docs:   {base}/schema/swagger",
             "  Try it:",
             f"    curl -s -X POST {base}/v1/jobs -H 'content-type: application/json' "
-            "-d '{\"prompt\": \"hello\"}'",
+            '-d \'{"prompt": "hello"}\'',
             f"    curl -s {base}/v1/jobs/<job_id>",
             f"    curl -s {base}/v1/jobs/<job_id>/result",
         ]
@@ -47,9 +51,8 @@ def _banner(host: str, port: int) -> str:
 
 
 def up(args: argparse.Namespace) -> int:
-    from cortex_apps.up import build_app, build_container
-
     from cortex_apps.logs import configure
+    from cortex_apps.up import build_app, build_container
 
     configure(args.log_level)
     try:
@@ -59,7 +62,12 @@ def up(args: argparse.Namespace) -> int:
         print(f"cortex up: configuration error: {exc}", file=sys.stderr)
         return 2
     config = uvicorn.Config(
-        app, host=args.host, port=args.port, log_level=args.log_level, lifespan="on", log_config=None
+        app,
+        host=args.host,
+        port=args.port,
+        log_level=args.log_level,
+        lifespan="on",
+        log_config=None,
     )
     server = _Server(config)
     server.run()

@@ -35,7 +35,10 @@ class EmbeddedContainer(containers.DeclarativeContainer):
     codec = providers.Singleton(ProtobufCodec)
     bus = providers.Singleton(InMemoryBus, codec=codec, metrics=metrics)
     memory = providers.Singleton(
-        InMemoryMemoryStore, clock=clock, ttl_s=config.memory_ttl_s, max_value_bytes=config.max_value_bytes
+        InMemoryMemoryStore,
+        clock=clock,
+        ttl_s=config.memory_ttl_s,
+        max_value_bytes=config.max_value_bytes,
     )
     jobs = providers.Singleton(InMemoryJobStore)
     registry = providers.Singleton(InMemoryWorkerRegistry, clock=clock)
@@ -69,7 +72,13 @@ class EmbeddedContainer(containers.DeclarativeContainer):
         clock=clock,
     )
     frontdoor = providers.Singleton(
-        FrontDoor, bus=bus, memory=memory, jobs=jobs, clock=clock, ids=ids, sender_id="gateway-embedded"
+        FrontDoor,
+        bus=bus,
+        memory=memory,
+        jobs=jobs,
+        clock=clock,
+        ids=ids,
+        sender_id="gateway-embedded",
     )
 
 

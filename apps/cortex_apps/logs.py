@@ -8,12 +8,19 @@ from __future__ import annotations
 
 import logging
 
-_STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime", "taskName", "color_message"}
+_STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
+    "message",
+    "asctime",
+    "taskName",
+    "color_message",
+}
 
 
 class KeyValueFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        fields = {k: v for k, v in vars(record).items() if k not in _STANDARD and not k.startswith("_")}
+        fields = {
+            k: v for k, v in vars(record).items() if k not in _STANDARD and not k.startswith("_")
+        }
         default = "http" if record.name.startswith("uvicorn") else record.name.rsplit(".", 1)[-1]
         component = str(fields.pop("component", default)).upper()
         parts = [self.formatTime(record), record.levelname, f"[{component}]", record.getMessage()]

@@ -57,7 +57,9 @@ def heartbeat_subject(worker_id: str) -> str:
 
 def worker_subject(worker_id: str) -> str:
     """``worker.<worker-id>.jobs``: the subject of one worker, for least-loaded dispatch."""
-    return f"{WORKER_SUBJECT_PREFIX}.{_require_token('worker id', worker_id)}.{WORKER_SUBJECT_SUFFIX}"
+    return (
+        f"{WORKER_SUBJECT_PREFIX}.{_require_token('worker id', worker_id)}.{WORKER_SUBJECT_SUFFIX}"
+    )
 
 
 def pool_queue(pool: str) -> str:

@@ -114,4 +114,3 @@ class FrontDoor:
                 job_id, job.status, f"the result of job {job_id} has expired from the memory fabric"
             )
         return job, data
-

@@ -177,7 +177,15 @@ Job = PendingJob | RunningJob | CompletedJob | FailedJob | DeniedJob | Cancelled
 
 JOB_CLASSES: Mapping[JobStatus, type[Job]] = {
     cls.status: cls
-    for cls in (PendingJob, RunningJob, CompletedJob, FailedJob, DeniedJob, CancelledJob, TimedOutJob)
+    for cls in (
+        PendingJob,
+        RunningJob,
+        CompletedJob,
+        FailedJob,
+        DeniedJob,
+        CancelledJob,
+        TimedOutJob,
+    )
 }
 """For stores that rebuild a job from its saved fields: ``JOB_CLASSES[status](**fields)``."""
 

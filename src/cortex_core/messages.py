@@ -33,7 +33,13 @@ class JobStatus(enum.StrEnum):
 
 
 TERMINAL_STATUSES = frozenset(
-    {JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.DENIED, JobStatus.CANCELLED, JobStatus.TIMEOUT}
+    {
+        JobStatus.COMPLETED,
+        JobStatus.FAILED,
+        JobStatus.DENIED,
+        JobStatus.CANCELLED,
+        JobStatus.TIMEOUT,
+    }
 )
 RESULT_STATUSES = frozenset(
     {JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.TIMEOUT}

@@ -75,10 +75,7 @@ class Rule:
             and (self.tenants is None or req.tenant_id in self.tenants)
             and (self.priorities is None or req.priority in self.priorities)
             and (self.adapter_ids is None or req.adapter_id in self.adapter_ids)
-            and (
-                self.labels is None
-                or all(req.labels.get(k) == v for k, v in self.labels.items())
-            )
+            and (self.labels is None or all(req.labels.get(k) == v for k, v in self.labels.items()))
         )
 
     def decide(self) -> SafetyDecision:

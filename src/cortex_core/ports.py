@@ -115,7 +115,7 @@ class WorkerRegistry(Lifecycle, Protocol):
     async def record(self, heartbeat: Heartbeat, seen_at: float) -> None: ...
 
     async def workers(self, pool: str | None = None) -> Sequence[WorkerState]:
-        """The known workers, of one pool or all; stale ones may be included (scoring skips them)."""
+        """The known workers, of one pool or all; may include stale ones (scoring skips them)."""
         ...
 
 

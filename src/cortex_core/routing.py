@@ -25,11 +25,13 @@ class RoutingTable:
 
     @classmethod
     def from_pools(cls, pools: Mapping[str, tuple[str, ...]]) -> RoutingTable:
-        return cls.from_document({"routing": {"pools": {p: {"topics": list(t)} for p, t in pools.items()}}})
+        return cls.from_document(
+            {"routing": {"pools": {p: {"topics": list(t)} for p, t in pools.items()}}}
+        )
 
     @classmethod
     def from_document(cls, doc: object) -> RoutingTable:
-        """Validate a parsed routing document; errors name the field, e.g. ``routing.pools.echo.topics[0]``."""
+        """Validate a parsed routing document; errors name the field (``routing.pools.x``)."""
         routing = _mapping(doc, "<document>").get("routing")
         pools_doc = _mapping(routing, "routing").get("pools")
         pools_map = _mapping(pools_doc, "routing.pools")
@@ -53,7 +55,9 @@ class RoutingTable:
                 if not isinstance(topic, str) or not is_valid_topic(topic):
                     raise ConfigError(t_where, f"{topic!r} is not a topic like 'job.echo'")
                 if topic in by_topic:
-                    raise ConfigError(t_where, f"{topic!r} is already routed to pool {by_topic[topic]!r}")
+                    raise ConfigError(
+                        t_where, f"{topic!r} is already routed to pool {by_topic[topic]!r}"
+                    )
                 by_topic[topic] = pool
             pools[pool] = tuple(topics)
         return cls(pools, by_topic)

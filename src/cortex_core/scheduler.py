@@ -125,7 +125,10 @@ class Scheduler:
             if await self._commit(job.deny(decision.reason, now)):
                 self._metrics.inc_safety_denied(job.spec.topic)
                 self._metrics.inc_jobs_completed(job.spec.topic, JobStatus.DENIED)
-                log.info("job_denied", extra=_fields(job, rule_id=decision.rule_id, reason=decision.reason))
+                log.info(
+                    "job_denied",
+                    extra=_fields(job, rule_id=decision.rule_id, reason=decision.reason),
+                )
             return
         await self._route(job)
 
@@ -234,7 +237,9 @@ class Scheduler:
             return
         if not isinstance(job, RunningJob):
             # Terminal states absorb: a late or duplicate result changes nothing.
-            log.info("result_ignored", extra=_fields(job, status=job.status, result_status=result.status))
+            log.info(
+                "result_ignored", extra=_fields(job, status=job.status, result_status=result.status)
+            )
             return
         now = self._clock.now()
         new: Job
@@ -248,11 +253,15 @@ class Scheduler:
         elif result.status is JobStatus.TIMEOUT:
             new = job.time_out(result.error_message or "timed out on worker", now)
         else:
-            self._drop("invalid_result_status", packet, subject=SUBJECT_JOB_RESULT, job_id=job.job_id)
+            self._drop(
+                "invalid_result_status", packet, subject=SUBJECT_JOB_RESULT, job_id=job.job_id
+            )
             return
         if await self._commit(new):
             self._metrics.inc_jobs_completed(job.spec.topic, new.status)
-            log.info("job_finished", extra=_fields(new, status=new.status, worker_id=result.worker_id))
+            log.info(
+                "job_finished", extra=_fields(new, status=new.status, worker_id=result.worker_id)
+            )
 
     # -- helpers -----------------------------------------------------------------------
 

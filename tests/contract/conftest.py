@@ -25,7 +25,9 @@ def clock() -> FakeClock:
 
 
 @pytest.fixture(params=["memory"])
-async def memory_store(request: pytest.FixtureRequest, clock: FakeClock) -> AsyncIterator[MemoryStore]:
+async def memory_store(
+    request: pytest.FixtureRequest, clock: FakeClock
+) -> AsyncIterator[MemoryStore]:
     store = InMemoryMemoryStore(clock=clock, ttl_s=TTL_S, max_value_bytes=MAX_VALUE_BYTES)
     await store.start()
     yield store
@@ -42,8 +44,9 @@ async def job_store(request: pytest.FixtureRequest) -> AsyncIterator[JobStore]:
 
 @pytest.fixture(params=["memory", "memory+protobuf"])
 async def bus(request: pytest.FixtureRequest) -> AsyncIterator[Bus]:
-    impl = InMemoryBus(codec=ProtobufCodec() if request.param.endswith("protobuf") else None,
-                       max_deliver=3)
+    impl = InMemoryBus(
+        codec=ProtobufCodec() if request.param.endswith("protobuf") else None, max_deliver=3
+    )
     await impl.start()
     yield impl
     await impl.close()

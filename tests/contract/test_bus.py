@@ -8,11 +8,13 @@ from cortex_core.ports import Bus
 
 
 def packet(n: int) -> BusPacket:
-    return BusPacket(trace_id="ab" * 16, sender_id="t", created_at=1.5, payload=JobCancel(job_id=f"j{n}"))
+    return BusPacket(
+        trace_id="ab" * 16, sender_id="t", created_at=1.5, payload=JobCancel(job_id=f"j{n}")
+    )
 
 
-async def wait_for(predicate: object, timeout: float = 5.0) -> None:
-    async with asyncio.timeout(timeout):
+async def wait_for(predicate: object, limit_s: float = 5.0) -> None:
+    async with asyncio.timeout(limit_s):
         while not predicate():  # type: ignore[operator]
             await asyncio.sleep(0.005)
 
@@ -20,9 +22,11 @@ async def wait_for(predicate: object, timeout: float = 5.0) -> None:
 async def test_plain_subscribers_each_get_every_packet(bus: Bus) -> None:
     got: dict[str, list[str]] = {"a": [], "b": []}
     for name in got:
+
         async def handler(p: BusPacket, name: str = name) -> None:
             assert isinstance(p.payload, JobCancel)
             got[name].append(p.payload.job_id)
+
         await bus.subscribe("sys.job.cancel", handler)
     for i in range(10):
         await bus.publish("sys.job.cancel", packet(i))
@@ -34,10 +38,12 @@ async def test_a_queue_group_splits_the_work(bus: Bus) -> None:
     seen: Counter[str] = Counter()
     ids: list[str] = []
     for member in ("m1", "m2", "m3"):
+
         async def handler(p: BusPacket, member: str = member) -> None:
             assert isinstance(p.payload, JobCancel)
             seen[member] += 1
             ids.append(p.payload.job_id)
+
         await bus.subscribe("job.echo", handler, queue="workers-echo")
     for i in range(30):
         await bus.publish("job.echo", packet(i))
@@ -54,7 +60,13 @@ async def test_wildcards_match_tokens(bus: Bus) -> None:
 
     await bus.subscribe("sys.heartbeat.*", handler)
     await bus.subscribe("worker.>", handler)
-    for subject in ("sys.heartbeat.w1", "sys.heartbeat.w1.extra", "worker.w1.jobs", "worker", "job.echo"):
+    for subject in (
+        "sys.heartbeat.w1",
+        "sys.heartbeat.w1.extra",
+        "worker.w1.jobs",
+        "worker",
+        "job.echo",
+    ):
         await bus.publish(subject, packet(0))
     await wait_for(lambda: len(got) >= 2)
     await asyncio.sleep(0.05)

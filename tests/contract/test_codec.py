@@ -8,7 +8,15 @@ from hypothesis import given
 
 from cortex_adapters.codec import BetterprotoCodec, ProtobufCodec
 from cortex_core.errors import CodecError
-from cortex_core.messages import BusPacket, Heartbeat, JobCancel, JobRequest, JobResult, JobStatus, Priority
+from cortex_core.messages import (
+    BusPacket,
+    Heartbeat,
+    JobCancel,
+    JobRequest,
+    JobResult,
+    JobStatus,
+    Priority,
+)
 from cortex_core.ports import PacketCodec
 
 text = st.text(max_size=40)
@@ -19,17 +27,50 @@ u32 = st.integers(0, 2**32 - 1)
 i32 = st.integers(0, 2**31 - 1)
 
 payloads = st.one_of(
-    st.builds(JobRequest, job_id=text, topic=text, context_ptr=text, priority=st.sampled_from(Priority),
-              adapter_id=text, tenant_id=text, labels=st.dictionaries(text, text, max_size=4),
-              deadline=st.none() | times, attempt=u32),
-    st.builds(JobResult, job_id=text, status=st.sampled_from(JobStatus), result_ptr=text, worker_id=text,
-              execution_ms=st.integers(-(2**63), 2**63 - 1), error_code=text, error_message=text),
-    st.builds(Heartbeat, worker_id=text, pool=text, max_parallel_jobs=i32, active_jobs=i32, cpu_load=f32,
-              gpu_utilization=f32, region=text, type=text, capabilities=st.lists(text, max_size=3).map(tuple)),
+    st.builds(
+        JobRequest,
+        job_id=text,
+        topic=text,
+        context_ptr=text,
+        priority=st.sampled_from(Priority),
+        adapter_id=text,
+        tenant_id=text,
+        labels=st.dictionaries(text, text, max_size=4),
+        deadline=st.none() | times,
+        attempt=u32,
+    ),
+    st.builds(
+        JobResult,
+        job_id=text,
+        status=st.sampled_from(JobStatus),
+        result_ptr=text,
+        worker_id=text,
+        execution_ms=st.integers(-(2**63), 2**63 - 1),
+        error_code=text,
+        error_message=text,
+    ),
+    st.builds(
+        Heartbeat,
+        worker_id=text,
+        pool=text,
+        max_parallel_jobs=i32,
+        active_jobs=i32,
+        cpu_load=f32,
+        gpu_utilization=f32,
+        region=text,
+        type=text,
+        capabilities=st.lists(text, max_size=3).map(tuple),
+    ),
     st.builds(JobCancel, job_id=text, reason=text),
 )
-packets = st.builds(BusPacket, trace_id=text, sender_id=text, created_at=times, payload=payloads,
-                    protocol_version=st.integers(1, 2**32 - 1))
+packets = st.builds(
+    BusPacket,
+    trace_id=text,
+    sender_id=text,
+    created_at=times,
+    payload=payloads,
+    protocol_version=st.integers(1, 2**32 - 1),
+)
 
 
 @given(packets)

@@ -8,8 +8,14 @@ from cortex_core.ports import JobStore
 
 
 def job(job_id: str = "j1") -> PendingJob:
-    spec = JobSpec(job_id=job_id, trace_id="ab" * 16, topic="job.echo", context_ptr=f"redis://ctx:{job_id}",
-                   created_at=100.0, labels={"env": "dev"})
+    spec = JobSpec(
+        job_id=job_id,
+        trace_id="ab" * 16,
+        topic="job.echo",
+        context_ptr=f"redis://ctx:{job_id}",
+        created_at=100.0,
+        labels={"env": "dev"},
+    )
     return new_job(spec, 100.0)
 
 
@@ -27,7 +33,9 @@ async def test_transition_is_compare_and_set(job_store: JobStore) -> None:
     await job_store.create(pending)
     running = pending.dispatch("w1", 101.0)
     assert await job_store.transition(running)
-    assert not await job_store.transition(pending.deny("stale view", 102.0))  # based on v1, store has v2
+    assert not await job_store.transition(
+        pending.deny("stale view", 102.0)
+    )  # based on v1, store has v2
     done = running.complete("redis://res:j1", 103.0)
     assert await job_store.transition(done)
     assert not await job_store.transition(running.fail("late", 104.0))

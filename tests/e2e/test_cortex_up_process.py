@@ -20,8 +20,12 @@ CORTEX = Path(sys.executable).with_name("cortex")
 
 @pytest.fixture
 def cortex_up() -> Iterator[tuple[str, subprocess.Popen[str]]]:
-    proc = subprocess.Popen([str(CORTEX), "up", "--port", "0"], stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [str(CORTEX), "up", "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     assert proc.stdout is not None
     base = None
     deadline = time.monotonic() + 30
@@ -45,7 +49,9 @@ def cortex_up() -> Iterator[tuple[str, subprocess.Popen[str]]]:
         proc.stdout.close()
 
 
-def test_submit_status_result_then_clean_shutdown(cortex_up: tuple[str, subprocess.Popen[str]]) -> None:
+def test_submit_status_result_then_clean_shutdown(
+    cortex_up: tuple[str, subprocess.Popen[str]],
+) -> None:
     base, proc = cortex_up
     with httpx.Client(base_url=base, timeout=5) as http:
         r = http.post("/v1/jobs", json={"prompt": "over a real socket"})
@@ -58,7 +64,9 @@ def test_submit_status_result_then_clean_shutdown(cortex_up: tuple[str, subproce
             time.sleep(0.01)
         assert status["status"] == "COMPLETED"
         assert http.get(f"/v1/jobs/{job_id}/result").json()["echo"] == "over a real socket"
-        denied = http.post("/v1/jobs", json={"prompt": "x", "topic": "sys.destroy"}).json()["job_id"]
+        denied = http.post("/v1/jobs", json={"prompt": "x", "topic": "sys.destroy"}).json()[
+            "job_id"
+        ]
         for _ in range(500):
             status = http.get(f"/v1/jobs/{denied}").json()
             if status["status"] != "PENDING":
@@ -77,7 +85,12 @@ def test_submit_status_result_then_clean_shutdown(cortex_up: tuple[str, subproce
 def test_a_broken_routing_file_is_refused_at_start(tmp_path: Path) -> None:
     bad = tmp_path / "routing.yaml"
     bad.write_text("routing:\n  pools:\n    echo:\n      topics: ['job.*']\n")
-    proc = subprocess.run([str(CORTEX), "up", "--port", "0", "--routing", str(bad)], capture_output=True,
-                          text=True, timeout=30, check=False)
+    proc = subprocess.run(
+        [str(CORTEX), "up", "--port", "0", "--routing", str(bad)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
     assert proc.returncode == 2
     assert "routing.pools.echo.topics[0]" in proc.stderr

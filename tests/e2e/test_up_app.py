@@ -45,7 +45,9 @@ async def until_finished(client: AsyncTestClient[Any], job_id: str) -> dict[str,
             await asyncio.sleep(0.01)
 
 
-async def test_echo_job_completes_with_its_prompt(cortex: tuple[AsyncTestClient[Any], list[str]]) -> None:
+async def test_echo_job_completes_with_its_prompt(
+    cortex: tuple[AsyncTestClient[Any], list[str]],
+) -> None:
     client, reached = cortex
     r = await client.post("/v1/jobs", json={"prompt": "hello, cortex", "labels": {"env": "test"}})
     assert r.status_code == 202
@@ -68,7 +70,9 @@ async def test_sys_destroy_is_denied_and_never_reaches_a_worker(
     cortex: tuple[AsyncTestClient[Any], list[str]],
 ) -> None:
     client, reached = cortex
-    job_id = (await client.post("/v1/jobs", json={"prompt": "rm -rf", "topic": "sys.destroy"})).json()["job_id"]
+    job_id = (
+        await client.post("/v1/jobs", json={"prompt": "rm -rf", "topic": "sys.destroy"})
+    ).json()["job_id"]
     status = await until_finished(client, job_id)
     assert status["status"] == "DENIED"
     assert status["reason"] == "topic sys.destroy is forbidden"
@@ -84,24 +88,36 @@ async def test_sys_destroy_is_denied_and_never_reaches_a_worker(
 
 async def test_a_burst_of_jobs_all_complete(cortex: tuple[AsyncTestClient[Any], list[str]]) -> None:
     client, _ = cortex
-    ids = [(await client.post("/v1/jobs", json={"prompt": f"p{i}"})).json()["job_id"] for i in range(50)]
+    ids = [
+        (await client.post("/v1/jobs", json={"prompt": f"p{i}"})).json()["job_id"]
+        for i in range(50)
+    ]
     finished = [await until_finished(client, job_id) for job_id in ids]
     assert {s["status"] for s in finished} == {"COMPLETED"}
     for i, job_id in enumerate(ids):
-        assert json.loads((await client.get(f"/v1/jobs/{job_id}/result")).content)["echo"] == f"p{i}"
+        assert (
+            json.loads((await client.get(f"/v1/jobs/{job_id}/result")).content)["echo"] == f"p{i}"
+        )
 
 
-async def test_result_of_an_unfinished_job_is_409(cortex: tuple[AsyncTestClient[Any], list[str]]) -> None:
+async def test_result_of_an_unfinished_job_is_409(
+    cortex: tuple[AsyncTestClient[Any], list[str]],
+) -> None:
     client, _ = cortex
     # No chat-llm worker runs in `cortex up`: the job waits PENDING for one.
-    job_id = (await client.post("/v1/jobs", json={"prompt": "hi", "topic": "job.chat.llm"})).json()["job_id"]
+    job_id = (await client.post("/v1/jobs", json={"prompt": "hi", "topic": "job.chat.llm"})).json()[
+        "job_id"
+    ]
     await asyncio.sleep(0.05)
     status = (await client.get(f"/v1/jobs/{job_id}")).json()
     assert (status["status"], status["reason"]) == ("PENDING", "no_workers")
     r = await client.get(f"/v1/jobs/{job_id}/result")
     assert r.status_code == 409
-    assert r.json() == {"error": "result_not_ready", "message": f"job {job_id} is PENDING; no result yet",
-                        "status": "PENDING"}
+    assert r.json() == {
+        "error": "result_not_ready",
+        "message": f"job {job_id} is PENDING; no result yet",
+        "status": "PENDING",
+    }
 
 
 async def test_unknown_job_is_404(cortex: tuple[AsyncTestClient[Any], list[str]]) -> None:
@@ -143,7 +159,9 @@ async def test_malformed_bodies_are_400_naming_the_field(
 
 async def test_invalid_json_is_400(cortex: tuple[AsyncTestClient[Any], list[str]]) -> None:
     client, _ = cortex
-    r = await client.post("/v1/jobs", content=b"{not json", headers={"content-type": "application/json"})
+    r = await client.post(
+        "/v1/jobs", content=b"{not json", headers={"content-type": "application/json"}
+    )
     assert r.status_code == 400
     assert r.json()["field"] == "body"
 

@@ -35,7 +35,13 @@ SPEC_METHODS = {
 
 
 def spec(job_id: str = "j1") -> JobSpec:
-    return JobSpec(job_id=job_id, trace_id="t" * 32, topic="job.echo", context_ptr="redis://ctx:j1", created_at=0.0)
+    return JobSpec(
+        job_id=job_id,
+        trace_id="t" * 32,
+        topic="job.echo",
+        context_ptr="redis://ctx:j1",
+        created_at=0.0,
+    )
 
 
 def test_each_state_offers_exactly_its_legal_transitions() -> None:

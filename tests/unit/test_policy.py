@@ -42,9 +42,18 @@ def test_every_given_criterion_must_match() -> None:
         adapter_ids=frozenset({"gpu"}),
         labels={"env": "prod"},
     )
-    full = {"tenant_id": "a", "priority": Priority.BATCH, "adapter_id": "gpu", "labels": {"env": "prod", "x": "y"}}
+    full = {
+        "tenant_id": "a",
+        "priority": Priority.BATCH,
+        "adapter_id": "gpu",
+        "labels": {"env": "prod", "x": "y"},
+    }
     assert rule.matches(req("job.echo", **full))
-    for key, wrong in [("tenant_id", "b"), ("priority", Priority.INTERACTIVE), ("adapter_id", "cpu"),
-                       ("labels", {"env": "dev"})]:
+    for key, wrong in [
+        ("tenant_id", "b"),
+        ("priority", Priority.INTERACTIVE),
+        ("adapter_id", "cpu"),
+        ("labels", {"env": "dev"}),
+    ]:
         assert not rule.matches(req("job.echo", **{**full, key: wrong}))
     assert not rule.matches(req("sys.destroy", **full))

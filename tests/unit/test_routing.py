@@ -10,7 +10,11 @@ from cortex_adapters.config import load_routing
 from cortex_core.errors import ConfigError
 from cortex_core.routing import RoutingTable
 
-DOC = {"routing": {"pools": {"echo": {"topics": ["job.echo"]}, "chat-llm": {"topics": ["job.chat.llm"]}}}}
+DOC = {
+    "routing": {
+        "pools": {"echo": {"topics": ["job.echo"]}, "chat-llm": {"topics": ["job.chat.llm"]}}
+    }
+}
 
 
 def test_topics_map_to_their_pool() -> None:
@@ -29,8 +33,14 @@ def test_topics_map_to_their_pool() -> None:
         ({"routing": {"pools": {}}}, "routing.pools"),
         ({"routing": {"pools": {"bad pool": {"topics": ["job.x"]}}}}, "routing.pools.bad pool"),
         ({"routing": {"pools": {"echo": {"topics": []}}}}, "routing.pools.echo.topics"),
-        ({"routing": {"pools": {"echo": {"topics": ["job.echo", "job.*"]}}}}, "routing.pools.echo.topics[1]"),
-        ({"routing": {"pools": {"echo": {"topics": ["job.echo"], "topix": 1}}}}, "routing.pools.echo.topix"),
+        (
+            {"routing": {"pools": {"echo": {"topics": ["job.echo", "job.*"]}}}},
+            "routing.pools.echo.topics[1]",
+        ),
+        (
+            {"routing": {"pools": {"echo": {"topics": ["job.echo"], "topix": 1}}}},
+            "routing.pools.echo.topix",
+        ),
         (
             {"routing": {"pools": {"a": {"topics": ["job.x"]}, "b": {"topics": ["job.x"]}}}},
             "routing.pools.b.topics[0]",
@@ -43,8 +53,13 @@ def test_invalid_documents_name_the_field(doc: object, field: str) -> None:
     assert err.value.path == field
 
 
-@given(st.dictionaries(st.from_regex(r"[a-z][a-z0-9-]{0,8}", fullmatch=True),
-                       st.from_regex(r"job\.[a-z]{1,6}", fullmatch=True), min_size=1))
+@given(
+    st.dictionaries(
+        st.from_regex(r"[a-z][a-z0-9-]{0,8}", fullmatch=True),
+        st.from_regex(r"job\.[a-z]{1,6}", fullmatch=True),
+        min_size=1,
+    )
+)
 def test_every_routed_topic_resolves_to_its_pool(topic_to_pool: dict[str, str]) -> None:
     pools: dict[str, list[str]] = {}
     for pool, topic in topic_to_pool.items():

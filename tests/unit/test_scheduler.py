@@ -42,34 +42,59 @@ class Harness:
     dispatched: list[tuple[str, BusPacket]] = field(default_factory=list)
 
     async def send(self, subject: str, payload: Payload) -> None:
-        await self.bus.publish(subject, BusPacket(trace_id="ab" * 16, sender_id="test",
-                                                  created_at=self.clock.now(), payload=payload))
+        await self.bus.publish(
+            subject,
+            BusPacket(
+                trace_id="ab" * 16, sender_id="test", created_at=self.clock.now(), payload=payload
+            ),
+        )
         await self.bus.settle()
 
-    async def heartbeat(self, worker_id: str, *, pool: str = "echo", active: int = 0, max_jobs: int = 2) -> None:
-        await self.send(heartbeat_subject(worker_id),
-                        Heartbeat(worker_id=worker_id, pool=pool, max_parallel_jobs=max_jobs, active_jobs=active))
+    async def heartbeat(
+        self, worker_id: str, *, pool: str = "echo", active: int = 0, max_jobs: int = 2
+    ) -> None:
+        await self.send(
+            heartbeat_subject(worker_id),
+            Heartbeat(
+                worker_id=worker_id, pool=pool, max_parallel_jobs=max_jobs, active_jobs=active
+            ),
+        )
 
     async def submit(self, job_id: str, topic: str = "job.echo") -> None:
-        await self.send(SUBJECT_JOB_SUBMIT, JobRequest(job_id=job_id, topic=topic, context_ptr=context_ptr(job_id)))
+        await self.send(
+            SUBJECT_JOB_SUBMIT,
+            JobRequest(job_id=job_id, topic=topic, context_ptr=context_ptr(job_id)),
+        )
 
     async def result(self, job_id: str, status: JobStatus = JobStatus.COMPLETED, **kw: str) -> None:
-        await self.send(SUBJECT_JOB_RESULT, JobResult(job_id=job_id, status=status, worker_id="w1", **kw))
+        await self.send(
+            SUBJECT_JOB_RESULT, JobResult(job_id=job_id, status=status, worker_id="w1", **kw)
+        )
 
     async def status(self, job_id: str) -> JobStatus | None:
         job = await self.jobs.get(job_id)
         return None if job is None else job.status
 
 
-async def make_harness(mode: DispatchMode = DispatchMode.WORKER, jobs: InMemoryJobStore | None = None,
-                       bus: InMemoryBus | None = None) -> Harness:
+async def make_harness(
+    mode: DispatchMode = DispatchMode.WORKER,
+    jobs: InMemoryJobStore | None = None,
+    bus: InMemoryBus | None = None,
+) -> Harness:
     clock = FakeClock()
     bus = bus or InMemoryBus(codec=ProtobufCodec(), strict=True)
     jobs = jobs or InMemoryJobStore()
     metrics = InMemoryMetrics()
-    scheduler = Scheduler(bus=bus, jobs=jobs, safety=InProcessSafetyChecker(),
-                          registry=InMemoryWorkerRegistry(clock=clock), routing=ROUTING, metrics=metrics,
-                          clock=clock, config=SchedulerConfig(dispatch_mode=mode))
+    scheduler = Scheduler(
+        bus=bus,
+        jobs=jobs,
+        safety=InProcessSafetyChecker(),
+        registry=InMemoryWorkerRegistry(clock=clock),
+        routing=ROUTING,
+        metrics=metrics,
+        clock=clock,
+        config=SchedulerConfig(dispatch_mode=mode),
+    )
     h = Harness(bus, jobs, metrics, clock, scheduler)
 
     async def spy(packet: BusPacket) -> None:
@@ -198,14 +223,31 @@ async def test_two_schedulers_never_both_dispatch_a_job() -> None:
     b = await make_harness(jobs=jobs, bus=bus)
     await a.heartbeat("w1", max_jobs=100)
     for i in range(20):
-        spec = JobSpec(job_id=f"j{i}", trace_id="ab" * 16, topic="job.echo", context_ptr=context_ptr(f"j{i}"),
-                       created_at=0.0)
+        spec = JobSpec(
+            job_id=f"j{i}",
+            trace_id="ab" * 16,
+            topic="job.echo",
+            context_ptr=context_ptr(f"j{i}"),
+            created_at=0.0,
+        )
         await jobs.create(new_job(spec, 0.0))
         # The same submit reaches both replicas (a redelivery after a crash looks like this).
-        await a.scheduler.on_submit(BusPacket(trace_id="ab" * 16, sender_id="t", created_at=0.0,
-                                              payload=spec.to_request(attempt=0)))
-        await b.scheduler.on_submit(BusPacket(trace_id="ab" * 16, sender_id="t", created_at=0.0,
-                                              payload=spec.to_request(attempt=0)))
+        await a.scheduler.on_submit(
+            BusPacket(
+                trace_id="ab" * 16,
+                sender_id="t",
+                created_at=0.0,
+                payload=spec.to_request(attempt=0),
+            )
+        )
+        await b.scheduler.on_submit(
+            BusPacket(
+                trace_id="ab" * 16,
+                sender_id="t",
+                created_at=0.0,
+                payload=spec.to_request(attempt=0),
+            )
+        )
     await bus.settle()
     ids = sorted(jid for jid, _ in a.dispatched)
     assert ids == sorted(f"j{i}" for i in range(20))  # each exactly once
@@ -213,9 +255,18 @@ async def test_two_schedulers_never_both_dispatch_a_job() -> None:
 
 
 @settings(max_examples=40, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(st.lists(st.sampled_from([JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED,
-                                 JobStatus.TIMEOUT]), min_size=1, max_size=6))
-async def test_the_first_result_decides_and_later_ones_are_absorbed(results: list[JobStatus]) -> None:
+@given(
+    st.lists(
+        st.sampled_from(
+            [JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.TIMEOUT]
+        ),
+        min_size=1,
+        max_size=6,
+    )
+)
+async def test_the_first_result_decides_and_later_ones_are_absorbed(
+    results: list[JobStatus],
+) -> None:
     h = await make_harness()
     await h.heartbeat("w1")
     await h.submit("j1")

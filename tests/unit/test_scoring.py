@@ -24,7 +24,11 @@ pools_st = st.lists(workers_st, max_size=30, unique_by=lambda w: w.worker_id)
 
 
 def _candidate(w: WorkerState) -> bool:
-    return NOW - w.last_seen <= STALE_AFTER and 0 < w.max_parallel_jobs and w.active_jobs < w.max_parallel_jobs
+    return (
+        NOW - w.last_seen <= STALE_AFTER
+        and w.max_parallel_jobs > 0
+        and w.active_jobs < w.max_parallel_jobs
+    )
 
 
 @given(pools_st)
@@ -66,13 +70,24 @@ def test_reason_says_why_nobody_was_picked(pool: list[WorkerState]) -> None:
 
 
 def _w(wid: str, active: int, cpu: float = 0.0, max_jobs: int = 4) -> WorkerState:
-    return WorkerState(worker_id=wid, pool="echo", max_parallel_jobs=max_jobs, active_jobs=active,
-                       cpu_load=cpu, gpu_utilization=0.0, last_seen=NOW)
+    return WorkerState(
+        worker_id=wid,
+        pool="echo",
+        max_parallel_jobs=max_jobs,
+        active_jobs=active,
+        cpu_load=cpu,
+        gpu_utilization=0.0,
+        last_seen=NOW,
+    )
 
 
 def test_prefers_free_slots_then_lower_cpu() -> None:
-    assert pick_worker([_w("a", 3), _w("b", 1)], now=NOW, stale_after=STALE_AFTER).worker == _w("b", 1)
-    picked = pick_worker([_w("a", 1, cpu=0.9), _w("b", 1, cpu=0.1)], now=NOW, stale_after=STALE_AFTER)
+    assert pick_worker([_w("a", 3), _w("b", 1)], now=NOW, stale_after=STALE_AFTER).worker == _w(
+        "b", 1
+    )
+    picked = pick_worker(
+        [_w("a", 1, cpu=0.9), _w("b", 1, cpu=0.1)], now=NOW, stale_after=STALE_AFTER
+    )
     assert picked.worker is not None
     assert picked.worker.worker_id == "b"
     tie = pick_worker([_w("b", 0), _w("a", 0)], now=NOW, stale_after=STALE_AFTER).worker

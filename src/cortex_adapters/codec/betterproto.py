@@ -24,7 +24,10 @@ from cortex_proto.cortex import v1
 
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _MICROSECOND = dt.timedelta(microseconds=1)
-_PRIORITY_TO_BP = {Priority.INTERACTIVE: v1.JobPriority.INTERACTIVE, Priority.BATCH: v1.JobPriority.BATCH}
+_PRIORITY_TO_BP = {
+    Priority.INTERACTIVE: v1.JobPriority.INTERACTIVE,
+    Priority.BATCH: v1.JobPriority.BATCH,
+}
 _PRIORITY_FROM_BP = {v: k for k, v in _PRIORITY_TO_BP.items()}
 _STATUS_TO_BP = {s: v1.JobStatus[s.value] for s in JobStatus}
 _STATUS_FROM_BP = {v: k for k, v in _STATUS_TO_BP.items()}

@@ -25,7 +25,10 @@ from cortex_core.messages import (
 )
 from cortex_proto._wire.cortex.v1 import bus_pb2 as pb
 
-_PRIORITY_TO_WIRE = {Priority.INTERACTIVE: pb.JOB_PRIORITY_INTERACTIVE, Priority.BATCH: pb.JOB_PRIORITY_BATCH}
+_PRIORITY_TO_WIRE = {
+    Priority.INTERACTIVE: pb.JOB_PRIORITY_INTERACTIVE,
+    Priority.BATCH: pb.JOB_PRIORITY_BATCH,
+}
 _PRIORITY_FROM_WIRE = {v: k for k, v in _PRIORITY_TO_WIRE.items()}
 _STATUS_TO_WIRE = {
     JobStatus.PENDING: pb.JOB_STATUS_PENDING,

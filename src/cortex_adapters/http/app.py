@@ -91,9 +91,14 @@ class JobsController(Controller):
     path = "/v1/jobs"
 
     @post("/", status_code=HTTP_202_ACCEPTED, summary="Submit a job")
-    async def submit(self, data: JSONBody[SubmitJobBody], frontdoor: NamedDependency[FrontDoor]) -> SubmitJobAccepted:
+    async def submit(
+        self, data: JSONBody[SubmitJobBody], frontdoor: NamedDependency[FrontDoor]
+    ) -> SubmitJobAccepted:
         if not is_valid_topic(data.topic):
-            raise InvalidField("topic", "a topic is dot-separated words of letters, digits, '_' or '-', e.g. job.echo")
+            raise InvalidField(
+                "topic",
+                "a topic is dot-separated words of letters, digits, '_' or '-', e.g. job.echo",
+            )
         submitted = await frontdoor.submit(
             SubmitJob(
                 prompt=data.prompt,
@@ -110,7 +115,9 @@ class JobsController(Controller):
         return JobView.of(await frontdoor.status(job_id))
 
     @get("/{job_id:str}/result", summary="A finished job's result document")
-    async def result(self, job_id: FromPath[str], frontdoor: NamedDependency[FrontDoor]) -> Response[bytes]:
+    async def result(
+        self, job_id: FromPath[str], frontdoor: NamedDependency[FrontDoor]
+    ) -> Response[bytes]:
         _, data = await frontdoor.result(job_id)
         return Response(data, media_type="application/json")
 
@@ -152,7 +159,9 @@ def _on_too_large(_: Request[Any, Any, Any], exc: PayloadTooLarge) -> Response[E
 
 def _on_http(_: Request[Any, Any, Any], exc: HTTPException) -> Response[ErrorBody]:
     code = exc.status_code
-    name = {404: "not_found", 405: "method_not_allowed"}.get(code, "invalid_request" if code < 500 else "internal")
+    name = {404: "not_found", 405: "method_not_allowed"}.get(
+        code, "invalid_request" if code < 500 else "internal"
+    )
     field = "body" if code == 400 else None
     return _error(code, ErrorBody(error=name, message=str(exc.detail), field=field))
 
@@ -160,10 +169,14 @@ def _on_http(_: Request[Any, Any, Any], exc: HTTPException) -> Response[ErrorBod
 Lifespan = Callable[[Litestar], AbstractAsyncContextManager[None]]
 
 
-def create_app(frontdoor: FrontDoor, *, lifespan: Sequence[Lifespan] = (), debug: bool = False) -> Litestar:
+def create_app(
+    frontdoor: FrontDoor, *, lifespan: Sequence[Lifespan] = (), debug: bool = False
+) -> Litestar:
     return Litestar(
         route_handlers=[JobsController, healthz],
-        dependencies={"frontdoor": Provide(lambda: frontdoor, use_cache=True, sync_to_thread=False)},
+        dependencies={
+            "frontdoor": Provide(lambda: frontdoor, use_cache=True, sync_to_thread=False)
+        },
         exception_handlers={
             ValidationException: _on_validation,
             InvalidField: _on_invalid_field,

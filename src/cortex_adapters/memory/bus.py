@@ -151,8 +151,13 @@ class InMemoryBus:
             if deliveries + 1 < self._max_deliver:
                 log.warning(
                     "handler_failed_redelivering",
-                    extra={"component": "bus", "subject": sub.subject, "trace_id": packet.trace_id,
-                           "delivery": deliveries + 1, "error": repr(exc)},
+                    extra={
+                        "component": "bus",
+                        "subject": sub.subject,
+                        "trace_id": packet.trace_id,
+                        "delivery": deliveries + 1,
+                        "error": repr(exc),
+                    },
                 )
                 self._enqueue(sub, item, deliveries + 1)
             else:
@@ -165,8 +170,10 @@ class InMemoryBus:
     def _drop(self, reason: str, sub: _Subscription, **fields: object) -> None:
         if self._metrics is not None:
             self._metrics.inc_packets_dropped(reason)
-        log.warning("packet_dropped", extra={"component": "bus", "reason": reason,
-                                              "subject": sub.subject, **fields})
+        log.warning(
+            "packet_dropped",
+            extra={"component": "bus", "reason": reason, "subject": sub.subject, **fields},
+        )
 
     async def close(self) -> None:
         """Drain every subscription, then stop. Idempotent."""

@@ -80,9 +80,13 @@ class Worker:
         cfg = self.config
         self._subs = [await self._bus.subscribe(worker_subject(cfg.worker_id), self._on_job)]
         for topic in cfg.topics:
-            self._subs.append(await self._bus.subscribe(topic, self._on_job, queue=pool_queue(cfg.pool)))
+            self._subs.append(
+                await self._bus.subscribe(topic, self._on_job, queue=pool_queue(cfg.pool))
+            )
         await self.heartbeat()
-        self._heartbeats = asyncio.create_task(self._heartbeat_loop(), name=f"heartbeat:{cfg.worker_id}")
+        self._heartbeats = asyncio.create_task(
+            self._heartbeat_loop(), name=f"heartbeat:{cfg.worker_id}"
+        )
 
     async def close(self) -> None:
         """Stop taking jobs, finish the ones in flight, stop heartbeating."""
@@ -117,7 +121,9 @@ class Worker:
             type=cfg.type,
             capabilities=cfg.capabilities,
         )
-        packet = BusPacket(trace_id="", sender_id=cfg.worker_id, created_at=self._clock.now(), payload=hb)
+        packet = BusPacket(
+            trace_id="", sender_id=cfg.worker_id, created_at=self._clock.now(), payload=hb
+        )
         await self._bus.publish(heartbeat_subject(cfg.worker_id), packet)
 
     async def _heartbeat_loop(self) -> None:
@@ -126,13 +132,22 @@ class Worker:
             try:
                 await self.heartbeat()
             except Exception:
-                log.exception("heartbeat_failed", extra={"component": "worker", "worker_id": self.config.worker_id})
+                log.exception(
+                    "heartbeat_failed",
+                    extra={"component": "worker", "worker_id": self.config.worker_id},
+                )
 
     async def _on_job(self, packet: BusPacket) -> None:
         request = packet.payload
         if not isinstance(request, JobRequest):
-            log.warning("packet_dropped", extra={"component": "worker", "reason": "unexpected_payload",
-                                                 "trace_id": packet.trace_id})
+            log.warning(
+                "packet_dropped",
+                extra={
+                    "component": "worker",
+                    "reason": "unexpected_payload",
+                    "trace_id": packet.trace_id,
+                },
+            )
             return
         await self._slots.acquire()  # back-pressure: the subscription waits for a free slot
         task = asyncio.create_task(self._run(request, packet.trace_id))
@@ -144,15 +159,29 @@ class Worker:
             result = await self._execute(request, trace_id)
             await self._bus.publish(
                 SUBJECT_JOB_RESULT,
-                BusPacket(trace_id=trace_id, sender_id=self.config.worker_id,
-                          created_at=self._clock.now(), payload=result),
+                BusPacket(
+                    trace_id=trace_id,
+                    sender_id=self.config.worker_id,
+                    created_at=self._clock.now(),
+                    payload=result,
+                ),
             )
-            log.info("job_done", extra={"component": "worker", "trace_id": trace_id, "job_id": request.job_id,
-                                        "topic": request.topic, "worker_id": self.config.worker_id,
-                                        "status": result.status.value})
+            log.info(
+                "job_done",
+                extra={
+                    "component": "worker",
+                    "trace_id": trace_id,
+                    "job_id": request.job_id,
+                    "topic": request.topic,
+                    "worker_id": self.config.worker_id,
+                    "status": result.status.value,
+                },
+            )
         except Exception:
-            log.exception("job_result_not_sent", extra={"component": "worker", "trace_id": trace_id,
-                                                        "job_id": request.job_id})
+            log.exception(
+                "job_result_not_sent",
+                extra={"component": "worker", "trace_id": trace_id, "job_id": request.job_id},
+            )
         finally:
             self._slots.release()
 
@@ -161,9 +190,14 @@ class Worker:
         started = time.perf_counter()
 
         def failed(code: str, message: str) -> JobResult:
-            return JobResult(job_id=request.job_id, status=JobStatus.FAILED, worker_id=wid,
-                             execution_ms=int((time.perf_counter() - started) * 1000),
-                             error_code=code, error_message=message)
+            return JobResult(
+                job_id=request.job_id,
+                status=JobStatus.FAILED,
+                worker_id=wid,
+                execution_ms=int((time.perf_counter() - started) * 1000),
+                error_code=code,
+                error_message=message,
+            )
 
         try:
             check_context_ptr(request.context_ptr, request.job_id)
@@ -177,5 +211,10 @@ class Worker:
         except Exception as exc:
             return failed(type(exc).__name__, str(exc))
         pointer = await self._memory.put_result(request.job_id, output)
-        return JobResult(job_id=request.job_id, status=JobStatus.COMPLETED, result_ptr=pointer,
-                         worker_id=wid, execution_ms=int((time.perf_counter() - started) * 1000))
+        return JobResult(
+            job_id=request.job_id,
+            status=JobStatus.COMPLETED,
+            result_ptr=pointer,
+            worker_id=wid,
+            execution_ms=int((time.perf_counter() - started) * 1000),
+        )
