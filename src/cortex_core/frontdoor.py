@@ -11,14 +11,14 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from cortex_core.bus_protocol import SUBJECT_JOB_SUBMIT
+from cortex_core.bus_protocol import SUBJECT_JOB_SUBMIT, TOPIC_ECHO
 from cortex_core.errors import JobNotFound, ResultNotReady
 from cortex_core.jobs import Job, JobSpec, new_job
 from cortex_core.messages import BusPacket, Priority
 from cortex_core.pointers import is_valid_job_id
 from cortex_core.ports import Bus, Clock, IdGenerator, JobStore, MemoryStore
 
-DEFAULT_TOPIC = "job.echo"
+DEFAULT_TOPIC = TOPIC_ECHO
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

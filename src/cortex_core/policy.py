@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 
+from cortex_core.bus_protocol import TOPIC_SYS_DESTROY
 from cortex_core.jobs import JobSpec
 from cortex_core.messages import Priority
 
@@ -103,7 +104,7 @@ def default_policy() -> Policy:
                 id="deny-sys-destroy",
                 decision=Decision.DENY,
                 reason="topic sys.destroy is forbidden",
-                topic="sys.destroy",
+                topic=TOPIC_SYS_DESTROY,
             ),
         )
     )

@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 
 from cortex_adapters.worker.runtime import JobContext
+from cortex_core.bus_protocol import TOPIC_ECHO
 
 POOL = "echo"
-TOPICS = ("job.echo",)
+TOPICS = (TOPIC_ECHO,)
 
 
 async def echo_handler(job: JobContext) -> bytes:
