@@ -102,3 +102,25 @@ class BusPacket:
     created_at: float
     payload: Payload
     protocol_version: int = PROTOCOL_VERSION
+
+
+def dedup_id(packet: BusPacket) -> str | None:
+    """The packet's de-duplication id (``Nats-Msg-Id``); None for packets never deduplicated.
+
+    Derived from the job id, and different for each step of a job, so that a repeat of one
+    step is dropped while the steps stay apart:
+
+    * submit (attempt 0): ``<job_id>``;
+    * dispatch of attempt n: ``<job_id>.<n>``;
+    * a worker's result: ``<job_id>.result.<worker_id>``;
+    * cancel: ``<job_id>.cancel``;
+    * heartbeats: None (core NATS, never deduplicated).
+    """
+    p = packet.payload
+    if isinstance(p, JobRequest):
+        return p.job_id if p.attempt == 0 else f"{p.job_id}.{p.attempt}"
+    if isinstance(p, JobResult):
+        return f"{p.job_id}.result.{p.worker_id}"
+    if isinstance(p, JobCancel):
+        return f"{p.job_id}.cancel"
+    return None

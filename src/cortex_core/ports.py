@@ -54,12 +54,19 @@ class Bus(Lifecycle, Protocol):
         ...
 
     async def subscribe(
-        self, subject: str, handler: PacketHandler, *, queue: str | None = None
+        self,
+        subject: str,
+        handler: PacketHandler,
+        *,
+        queue: str | None = None,
+        max_in_flight: int = 1,
     ) -> Subscription:
         """Deliver packets on ``subject`` (wildcards allowed) to ``handler``.
 
         Subscribers that share a ``queue`` split the messages: each goes to one of them.
-        A handler that raises has its packet redelivered, up to the adapter's limit.
+        A packet counts as handled (acknowledged) only when ``handler`` returns; one that
+        raises is redelivered, up to the adapter's limit. At most ``max_in_flight`` handler
+        calls run at once for this subscription (1: strictly in order).
         """
         ...
 

@@ -4,7 +4,7 @@ import pytest
 
 from cortex_core.errors import PayloadTooLarge, PointerError
 from cortex_core.ports import MemoryStore
-from tests.contract.conftest import MAX_VALUE_BYTES, TTL_S
+from tests.contract.fixtures_stores import MAX_VALUE_BYTES, TTL_S
 from tests.fakes import FakeClock
 
 

@@ -3,8 +3,8 @@
 * Subjects and wildcards as in NATS (``*`` one token, ``>`` the rest).
 * A plain subscription gets every matching packet; subscriptions sharing a queue group on the
   same subject split the packets between them (round robin).
-* Each subscription delivers in order, one packet at a time, on its own task: ``publish``
-  never runs a handler inline.
+* Each subscription delivers in order, one packet at a time, on its own task (or, with
+  ``max_in_flight=n``, on n tasks sharing its inbox): ``publish`` never runs a handler inline.
 * A handler that raises gets the packet again, up to ``max_deliver`` deliveries, then the
   packet is dropped, logged and counted. With ``strict=True`` (tests) ``close()`` re-raises
   the first handler error, so a failing handler can't go unnoticed.
@@ -41,16 +41,17 @@ class _Subscription:
     queue_group: str | None
     handler: PacketHandler
     inbox: asyncio.Queue[_Item] = field(default_factory=asyncio.Queue)
-    task: asyncio.Task[None] | None = None
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     async def unsubscribe(self) -> None:
         """Stop receiving; packets already delivered to this subscription are still handled."""
         if self.bus._remove(self):
             await self.inbox.join()
-            if self.task is not None:
-                self.task.cancel()
+            for task in self.tasks:
+                task.cancel()
+            for task in self.tasks:
                 with contextlib.suppress(asyncio.CancelledError):
-                    await self.task
+                    await task
 
 
 class InMemoryBus:
@@ -108,12 +109,22 @@ class InMemoryBus:
         await self._idle.wait()
 
     async def subscribe(
-        self, subject: str, handler: PacketHandler, *, queue: str | None = None
+        self,
+        subject: str,
+        handler: PacketHandler,
+        *,
+        queue: str | None = None,
+        max_in_flight: int = 1,
     ) -> _Subscription:
         if self._closed:
             raise BusClosed("the bus is closed")
+        if max_in_flight < 1:
+            raise ValueError("max_in_flight must be at least 1")
         sub = _Subscription(self, subject, queue, handler)
-        sub.task = asyncio.create_task(self._consume(sub), name=f"bus:{subject}")
+        sub.tasks = [
+            asyncio.create_task(self._consume(sub), name=f"bus:{subject}:{i}")
+            for i in range(max_in_flight)
+        ]
         self._subs.append(sub)
         return sub
 

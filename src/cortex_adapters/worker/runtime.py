@@ -4,6 +4,10 @@ A worker listens on its own subject ``worker.<id>.jobs`` (least-loaded dispatch)
 pool's queue group ``workers-<pool>``, on each of its topics (pool dispatch). It runs at most
 ``max_parallel_jobs`` handlers at once; a handler's exception makes the job FAILED with the
 exception's type and message, and the worker carries on.
+
+A job's packet counts as handled only once its result is published: the bus acknowledges it
+when ``_on_job`` returns. A worker that dies mid-job leaves the packet unacknowledged, and a
+durable bus hands it to another worker.
 """
 
 from __future__ import annotations
@@ -67,21 +71,26 @@ class Worker:
         self._memory = memory
         self._clock = clock
         self._slots = asyncio.Semaphore(config.max_parallel_jobs)
-        self._running: set[asyncio.Task[None]] = set()
+        self._active = 0
         self._subs: list[Subscription] = []
         self._heartbeats: asyncio.Task[None] | None = None
         self._cpu_mark = (time.process_time(), time.monotonic())
 
     @property
     def active_jobs(self) -> int:
-        return len(self._running)
+        return self._active
 
     async def start(self) -> None:
         cfg = self.config
-        self._subs = [await self._bus.subscribe(worker_subject(cfg.worker_id), self._on_job)]
+        n = cfg.max_parallel_jobs
+        self._subs = [
+            await self._bus.subscribe(worker_subject(cfg.worker_id), self._on_job, max_in_flight=n)
+        ]
         for topic in cfg.topics:
             self._subs.append(
-                await self._bus.subscribe(topic, self._on_job, queue=pool_queue(cfg.pool))
+                await self._bus.subscribe(
+                    topic, self._on_job, queue=pool_queue(cfg.pool), max_in_flight=n
+                )
             )
         await self.heartbeat()
         self._heartbeats = asyncio.create_task(
@@ -91,10 +100,8 @@ class Worker:
     async def close(self) -> None:
         """Stop taking jobs, finish the ones in flight, stop heartbeating."""
         for sub in self._subs:
-            await sub.unsubscribe()
+            await sub.unsubscribe()  # drains: handlers in flight finish first
         self._subs = []
-        if self._running:
-            await asyncio.gather(*self._running, return_exceptions=True)
         if self._heartbeats is not None:
             self._heartbeats.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -149,41 +156,33 @@ class Worker:
                 },
             )
             return
-        await self._slots.acquire()  # back-pressure: the subscription waits for a free slot
-        task = asyncio.create_task(self._run(request, packet.trace_id))
-        self._running.add(task)
-        task.add_done_callback(self._running.discard)
-
-    async def _run(self, request: JobRequest, trace_id: str) -> None:
-        try:
-            result = await self._execute(request, trace_id)
-            await self._bus.publish(
-                SUBJECT_JOB_RESULT,
-                BusPacket(
-                    trace_id=trace_id,
-                    sender_id=self.config.worker_id,
-                    created_at=self._clock.now(),
-                    payload=result,
-                ),
-            )
-            log.info(
-                "job_done",
-                extra={
-                    "component": "worker",
-                    "trace_id": trace_id,
-                    "job_id": request.job_id,
-                    "topic": request.topic,
-                    "worker_id": self.config.worker_id,
-                    "status": result.status.value,
-                },
-            )
-        except Exception:
-            log.exception(
-                "job_result_not_sent",
-                extra={"component": "worker", "trace_id": trace_id, "job_id": request.job_id},
-            )
-        finally:
-            self._slots.release()
+        async with self._slots:  # all subscriptions together: at most max_parallel_jobs
+            self._active += 1
+            try:
+                result = await self._execute(request, packet.trace_id)
+            finally:
+                self._active -= 1
+        # Raises if the bus is down: the job packet is then not acknowledged, and comes back.
+        await self._bus.publish(
+            SUBJECT_JOB_RESULT,
+            BusPacket(
+                trace_id=packet.trace_id,
+                sender_id=self.config.worker_id,
+                created_at=self._clock.now(),
+                payload=result,
+            ),
+        )
+        log.info(
+            "job_done",
+            extra={
+                "component": "worker",
+                "trace_id": packet.trace_id,
+                "job_id": request.job_id,
+                "topic": request.topic,
+                "worker_id": self.config.worker_id,
+                "status": result.status.value,
+            },
+        )
 
     async def _execute(self, request: JobRequest, trace_id: str) -> JobResult:
         wid = self.config.worker_id
