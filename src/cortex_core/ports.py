@@ -140,3 +140,7 @@ class Metrics(Protocol):
     def inc_packets_dropped(self, reason: str) -> None:
         """Bad input on the bus that was logged and dropped (undecodable, unknown job, …)."""
         ...
+
+    def inc_bus_event(self, event: str) -> None:
+        """A bus connection event: ``disconnected``, ``reconnected``, ``error``, ``closed``."""
+        ...

@@ -33,3 +33,6 @@ class InMemoryMetrics:
 
     def inc_packets_dropped(self, reason: str) -> None:
         self._inc("packets_dropped", reason=reason)
+
+    def inc_bus_event(self, event: str) -> None:
+        self._inc("bus_events", event=event)
