@@ -70,6 +70,7 @@ class EmbeddedContainer(containers.DeclarativeContainer):
         bus=bus,
         memory=memory,
         clock=clock,
+        metrics=metrics,
     )
     frontdoor = providers.Singleton(
         FrontDoor,

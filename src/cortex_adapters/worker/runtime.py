@@ -28,7 +28,7 @@ from cortex_core.bus_protocol import (
 from cortex_core.errors import CortexError
 from cortex_core.messages import BusPacket, Heartbeat, JobRequest, JobResult, JobStatus
 from cortex_core.pointers import check_context_ptr
-from cortex_core.ports import Bus, Clock, MemoryStore, Subscription
+from cortex_core.ports import Bus, Clock, MemoryStore, Metrics, Subscription
 
 log = logging.getLogger("cortex.worker")
 
@@ -60,7 +60,14 @@ class WorkerConfig:
 
 class Worker:
     def __init__(
-        self, *, config: WorkerConfig, handler: Handler, bus: Bus, memory: MemoryStore, clock: Clock
+        self,
+        *,
+        config: WorkerConfig,
+        handler: Handler,
+        bus: Bus,
+        memory: MemoryStore,
+        clock: Clock,
+        metrics: Metrics | None = None,
     ) -> None:
         if config.max_parallel_jobs < 1:
             raise ValueError("max_parallel_jobs must be at least 1")
@@ -70,6 +77,7 @@ class Worker:
         self._bus = bus
         self._memory = memory
         self._clock = clock
+        self._metrics = metrics
         self._slots = asyncio.Semaphore(config.max_parallel_jobs)
         self._active = 0
         self._subs: list[Subscription] = []
@@ -147,12 +155,16 @@ class Worker:
     async def _on_job(self, packet: BusPacket) -> None:
         request = packet.payload
         if not isinstance(request, JobRequest):
+            if self._metrics is not None:
+                self._metrics.inc_packets_dropped("unexpected_payload")
             log.warning(
                 "packet_dropped",
                 extra={
                     "component": "worker",
                     "reason": "unexpected_payload",
+                    "payload_type": type(request).__name__,
                     "trace_id": packet.trace_id,
+                    "worker_id": self.config.worker_id,
                 },
             )
             return

@@ -1,0 +1,62 @@
+"""Running components: start in order, stop in reverse, and stop gracefully on SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import AsyncIterator, Callable, Sequence
+
+from litestar import Litestar
+
+from cortex_core.ports import Lifecycle
+
+log = logging.getLogger("cortex.app")
+
+
+@contextlib.asynccontextmanager
+async def running(components: Sequence[Lifecycle]) -> AsyncIterator[None]:
+    """Start ``components`` in order; on exit close the started ones in reverse order.
+
+    Order them so that what is closed first stops taking work first: workers and the scheduler
+    after the bus and stores, so that they are closed (and drained) before the bus drains.
+    """
+    started: list[Lifecycle] = []
+    try:
+        for component in components:
+            await component.start()
+            started.append(component)
+        yield
+    finally:
+        for component in reversed(started):
+            try:
+                await component.close()
+            except Exception:
+                log.exception("close_failed", extra={"component": type(component).__name__})
+
+
+def lifespan(
+    components: Callable[[], Sequence[Lifecycle]],
+) -> Callable[[Litestar], contextlib.AbstractAsyncContextManager[None]]:
+    """A Litestar lifespan that runs ``components()`` for as long as the app is up."""
+
+    @contextlib.asynccontextmanager
+    async def _lifespan(_: Litestar) -> AsyncIterator[None]:
+        async with running(components()):
+            log.info("ready", extra={"component": "app"})
+            yield
+
+    return _lifespan
+
+
+async def serve_until_signalled(components: Sequence[Lifecycle], ready: str) -> None:
+    """Run ``components`` until SIGTERM or SIGINT, then shut them down gracefully."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    async with running(components):
+        print(ready, flush=True)
+        await stop.wait()
+        log.info("stopping", extra={"component": "app"})

@@ -1,0 +1,105 @@
+"""Settings for the separate processes: environment variables, then command-line flags.
+
+Every setting has an environment variable; flags given on the command line win. Defaults
+point at the standard loopback ports.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+
+from cortex_core.errors import ConfigError
+from cortex_core.scheduler import DispatchMode
+
+ENV_VARS: Mapping[str, str] = {
+    "nats_url": "NATS_URL",
+    "redis_url": "REDIS_URL",
+    "safety_kernel_addr": "SAFETY_KERNEL_ADDR",
+    "bus_durable": "CORTEX_BUS_DURABLE",
+    "subject_prefix": "CORTEX_SUBJECT_PREFIX",
+    "ack_wait_s": "CORTEX_ACK_WAIT_S",
+    "max_deliver": "CORTEX_MAX_DELIVER",
+    "memory_ttl_s": "CORTEX_MEMORY_TTL_S",
+    "max_value_bytes": "CORTEX_MAX_VALUE_BYTES",
+    "routing_file": "CORTEX_ROUTING_FILE",
+    "dispatch_mode": "CORTEX_DISPATCH_MODE",
+    "stale_after_s": "CORTEX_STALE_AFTER_S",
+    "worker_id": "CORTEX_WORKER_ID",
+    "max_parallel_jobs": "CORTEX_MAX_PARALLEL_JOBS",
+    "heartbeat_interval_s": "CORTEX_HEARTBEAT_INTERVAL_S",
+}
+"""Each setting's environment variable."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Settings:
+    nats_url: str = "nats://127.0.0.1:4222"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    safety_kernel_addr: str = "127.0.0.1:50051"
+    """Read now, used once the Safety Kernel service lands; until then the policy is in process."""
+    bus_durable: bool = True
+    """JetStream (at-least-once) for job subjects; False: core NATS everywhere (at-most-once)."""
+    subject_prefix: str = ""
+    """Namespace every subject on the wire (several deployments on one NATS server)."""
+    ack_wait_s: float = 30.0
+    max_deliver: int = 5
+    memory_ttl_s: float = 24 * 3600.0
+    max_value_bytes: int = 1 << 20
+    routing_file: str | None = None
+    dispatch_mode: DispatchMode = DispatchMode.POOL
+    """``pool`` until the scheduler re-dispatches a dead worker's jobs (Scheduler V2): with
+    ``worker`` a job sent to a worker that dies waits for that worker to come back."""
+    stale_after_s: float = 15.0
+    worker_id: str = ""
+    max_parallel_jobs: int = 4
+    heartbeat_interval_s: float = 5.0
+
+    @classmethod
+    def env_name(cls, field: str) -> str:
+        return ENV_VARS[field]
+
+    @classmethod
+    def load(
+        cls, env: Mapping[str, str] | None = None, overrides: Mapping[str, object] | None = None
+    ) -> Settings:
+        """Environment first, then ``overrides`` (flags; None means "not given")."""
+        env = os.environ if env is None else env
+        values: dict[str, object] = {}
+        for f in fields(cls):
+            name = ENV_VARS[f.name]
+            if name in env and env[name] != "":
+                values[f.name] = _parse(name, env[name], f.type)
+        for key, value in (overrides or {}).items():
+            if value is not None:
+                values[key] = value
+        return cls(**values)  # type: ignore[arg-type]
+
+
+def _parse(name: str, raw: str, kind: object) -> object:
+    kind = str(kind)
+    try:
+        if kind == "bool":
+            if raw.lower() in {"1", "true", "yes", "on"}:
+                return True
+            if raw.lower() in {"0", "false", "no", "off"}:
+                return False
+            raise ValueError("expected true or false")
+        if kind == "int":
+            return int(raw)
+        if kind == "float":
+            return float(raw)
+        if kind == "DispatchMode":
+            return DispatchMode(raw)
+    except ValueError as exc:
+        raise ConfigError(name, f"{raw!r} is not valid: {exc}") from exc
+    return raw
+
+
+def instance_name(kind: str) -> str:
+    """``<kind>-<host>-<pid>``, reduced to a valid subject token: a default process/worker id."""
+    host = re.sub(r"[^A-Za-z0-9_-]", "-", socket.gethostname())[:40]
+    return f"{kind}-{host}-{os.getpid()}"

@@ -1,0 +1,177 @@
+"""The worker runtime on in-memory adapters: results, failures, bad pointers, the slot cap."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import pytest
+
+from cortex_adapters.codec import ProtobufCodec
+from cortex_adapters.memory import InMemoryBus, InMemoryMemoryStore, InMemoryMetrics
+from cortex_adapters.worker import JobContext, Worker, WorkerConfig, echo_handler
+from cortex_core.bus_protocol import SUBJECT_HEARTBEAT_ALL, SUBJECT_JOB_RESULT, worker_subject
+from cortex_core.messages import (
+    BusPacket,
+    Heartbeat,
+    JobCancel,
+    JobRequest,
+    JobResult,
+    JobStatus,
+    Payload,
+)
+from cortex_core.pointers import context_ptr
+from tests.fakes import FakeClock
+
+
+@dataclass
+class Rig:
+    bus: InMemoryBus
+    memory: InMemoryMemoryStore
+    metrics: InMemoryMetrics
+    results: list[JobResult]
+    heartbeats: list[Heartbeat]
+
+    async def send(self, payload: Payload, subject: str = worker_subject("w1")) -> None:
+        await self.bus.publish(
+            subject, BusPacket(trace_id="ab" * 16, sender_id="t", created_at=0.0, payload=payload)
+        )
+
+    async def job(self, job_id: str, prompt: str = "hi", **labels: str) -> None:
+        await self.memory.put_context(job_id, json.dumps({"prompt": prompt}).encode())
+        await self.send(
+            JobRequest(
+                job_id=job_id, topic="job.echo", context_ptr=context_ptr(job_id), labels=labels
+            )
+        )
+
+    async def until(self, n: int) -> list[JobResult]:
+        async with asyncio.timeout(5):
+            while len(self.results) < n:
+                await asyncio.sleep(0.005)
+        return self.results
+
+
+async def rig_with(handler: object, parallel: int = 2) -> tuple[Rig, Worker]:
+    clock = FakeClock()
+    bus = InMemoryBus(codec=ProtobufCodec(), strict=True)
+    rig = Rig(bus, InMemoryMemoryStore(clock=clock), InMemoryMetrics(), [], [])
+
+    async def on_result(p: BusPacket) -> None:
+        assert isinstance(p.payload, JobResult)
+        rig.results.append(p.payload)
+
+    async def on_heartbeat(p: BusPacket) -> None:
+        assert isinstance(p.payload, Heartbeat)
+        rig.heartbeats.append(p.payload)
+
+    await bus.subscribe(SUBJECT_JOB_RESULT, on_result)
+    await bus.subscribe(SUBJECT_HEARTBEAT_ALL, on_heartbeat)
+    worker = Worker(
+        config=WorkerConfig(
+            worker_id="w1",
+            pool="echo",
+            topics=("job.echo",),
+            max_parallel_jobs=parallel,
+            heartbeat_interval_s=60,
+        ),
+        handler=handler,  # type: ignore[arg-type]
+        bus=bus,
+        memory=rig.memory,
+        clock=clock,
+        metrics=rig.metrics,
+    )
+    await worker.start()
+    return rig, worker
+
+
+@pytest.fixture
+async def echo() -> AsyncIterator[Rig]:
+    rig, worker = await rig_with(echo_handler)
+    yield rig
+    await worker.close()
+    await rig.bus.close()
+
+
+async def test_echo_writes_its_result_and_reports_completed(echo: Rig) -> None:
+    await echo.job("j1", "hello")
+    (result,) = await echo.until(1)
+    assert (result.status, result.result_ptr, result.worker_id) == (
+        JobStatus.COMPLETED,
+        "redis://res:j1",
+        "w1",
+    )
+    stored = await echo.memory.get_result("j1")
+    assert stored is not None
+    assert json.loads(stored)["echo"] == "hello"
+    hb = echo.heartbeats[0]
+    assert (hb.worker_id, hb.pool, hb.max_parallel_jobs) == ("w1", "echo", 2)
+
+
+async def test_a_crafted_pointer_is_refused(echo: Rig) -> None:
+    await echo.memory.put_context("victim", b'{"prompt":"secret"}')
+    await echo.send(JobRequest(job_id="j1", topic="job.echo", context_ptr=context_ptr("victim")))
+    (result,) = await echo.until(1)
+    assert (result.status, result.error_code) == (JobStatus.FAILED, "bad_context_ptr")
+    assert await echo.memory.get_result("j1") is None
+
+
+async def test_a_missing_context_fails_the_job(echo: Rig) -> None:
+    await echo.send(JobRequest(job_id="j1", topic="job.echo", context_ptr=context_ptr("j1")))
+    (result,) = await echo.until(1)
+    assert (result.status, result.error_code) == (JobStatus.FAILED, "context_missing")
+
+
+async def test_a_wrong_payload_is_dropped_and_counted(echo: Rig) -> None:
+    await echo.send(JobCancel(job_id="j1"))
+    await echo.job("j2")
+    await echo.until(1)
+    assert echo.metrics.value("packets_dropped", reason="unexpected_payload") == 1
+
+
+async def test_a_handler_exception_fails_the_job_and_the_worker_carries_on() -> None:
+    async def handler(job: JobContext) -> bytes:
+        if job.request.job_id == "bad":
+            raise ValueError("cannot echo this")
+        return b"{}"
+
+    rig, worker = await rig_with(handler)
+    await rig.job("bad")
+    await rig.job("good")
+    results = {r.job_id: r for r in await rig.until(2)}
+    assert (results["bad"].status, results["bad"].error_code, results["bad"].error_message) == (
+        JobStatus.FAILED,
+        "ValueError",
+        "cannot echo this",
+    )
+    assert results["good"].status is JobStatus.COMPLETED
+    await worker.close()
+    await rig.bus.close()
+
+
+async def test_never_more_than_max_parallel_jobs_at_once() -> None:
+    running, peak = 0, 0
+
+    async def handler(job: JobContext) -> bytes:
+        nonlocal running, peak
+        running += 1
+        peak = max(peak, running)
+        await asyncio.sleep(0.01)
+        running -= 1
+        return b"{}"
+
+    rig, worker = await rig_with(handler, parallel=3)
+    for i in range(12):  # half on the worker's own subject, half through the pool's queue group
+        await rig.job(f"j{i}")
+        await rig.memory.put_context(f"q{i}", b'{"prompt":"q"}')
+        await rig.send(
+            JobRequest(job_id=f"q{i}", topic="job.echo", context_ptr=context_ptr(f"q{i}")),
+            "job.echo",
+        )
+    results = await rig.until(24)
+    assert {r.status for r in results} == {JobStatus.COMPLETED}
+    assert peak == 3
+    await worker.close()
+    await rig.bus.close()
