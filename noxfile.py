@@ -1,4 +1,5 @@
-"""Sessions: ``nox`` runs lint, typecheck, proto-check and tests; ``nox -s bench`` benchmarks."""
+"""Sessions: ``nox`` runs lint, typecheck, proto-check and tests; ``nox -s contract`` runs the
+contract suites alone; ``nox -s bench`` benchmarks."""
 
 from __future__ import annotations
 
@@ -14,9 +15,21 @@ RUFF = "ruff==0.17.5"  # also formats the generated code: keep it pinned for rep
 
 @nox.session
 def tests(session: nox.Session) -> None:
-    """Unit, contract (in-memory adapters) and end-to-end tests."""
+    """Every test: unit, contract (in-memory and real NATS/Redis), end to end, processes.
+
+    Real-service tests fail, never skip, when NATS or Redis is down. Without those services,
+    deselect them explicitly: ``nox -s tests -- -m "not nats and not redis"``.
+    """
     session.install("-e", ".[dev]")
     session.run("pytest", *session.posargs)
+
+
+@nox.session
+def contract(session: nox.Session) -> None:
+    """The contract suites, against the in-memory adapters and real NATS (NATS_URL) and Redis
+    (REDIS_URL)."""
+    session.install("-e", ".[dev]")
+    session.run("pytest", "tests/contract", *session.posargs)
 
 
 @nox.session
