@@ -1,4 +1,9 @@
-"""Composition: which adapter plays each port. The only place that knows them all."""
+"""Composition: which adapter plays each port. The only place that knows them all.
+
+``CortexServices`` wires the core's services (scheduler, front door, echo worker) once, to
+adapters it receives as dependencies; each mode (``EmbeddedContainer`` here,
+``DistributedContainer`` in ``distributed.py``) only chooses the adapters.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +11,6 @@ from dependency_injector import containers, providers
 
 from cortex_adapters.codec import ProtobufCodec
 from cortex_adapters.config import load_routing
-from cortex_adapters.http import create_app
 from cortex_adapters.memory import (
     InMemoryBus,
     InMemoryJobStore,
@@ -20,27 +24,20 @@ from cortex_adapters.worker import Worker, WorkerConfig, echo_handler
 from cortex_adapters.worker import echo as echo_worker
 from cortex_core.frontdoor import FrontDoor
 from cortex_core.policy import default_policy
-from cortex_core.scheduler import Scheduler, SchedulerConfig
+from cortex_core.scheduler import DispatchMode, Scheduler, SchedulerConfig
 
 
-class EmbeddedContainer(containers.DeclarativeContainer):
-    """``cortex up``: gateway, scheduler, safety policy and an echo worker in one process,
-    on in-memory adapters. Packets still cross the bus as protobuf bytes."""
+class CortexServices(containers.DeclarativeContainer):
+    """The services every mode runs, on whichever adapters the mode supplies."""
 
     config = providers.Configuration(strict=True)
+    bus = providers.Dependency()
+    memory = providers.Dependency()
+    jobs = providers.Dependency()
+    metrics = providers.Dependency()
+    clock = providers.Dependency()
 
-    clock = providers.Singleton(SystemClock)
     ids = providers.Singleton(UuidIdGenerator)
-    metrics = providers.Singleton(InMemoryMetrics)
-    codec = providers.Singleton(ProtobufCodec)
-    bus = providers.Singleton(InMemoryBus, codec=codec, metrics=metrics)
-    memory = providers.Singleton(
-        InMemoryMemoryStore,
-        clock=clock,
-        ttl_s=config.memory_ttl_s,
-        max_value_bytes=config.max_value_bytes,
-    )
-    jobs = providers.Singleton(InMemoryJobStore)
     registry = providers.Singleton(InMemoryWorkerRegistry, clock=clock)
     safety = providers.Singleton(InProcessSafetyChecker, policy=providers.Callable(default_policy))
     routing = providers.Singleton(load_routing, config.routing_file)
@@ -54,16 +51,21 @@ class EmbeddedContainer(containers.DeclarativeContainer):
         routing=routing,
         metrics=metrics,
         clock=clock,
-        config=providers.Factory(SchedulerConfig, sender_id="scheduler-embedded"),
+        config=providers.Factory(
+            SchedulerConfig,
+            sender_id=config.process_name,
+            stale_after_s=config.stale_after_s,
+            dispatch_mode=config.dispatch_mode,
+        ),
     )
     echo_worker = providers.Singleton(
         Worker,
         config=providers.Factory(
             WorkerConfig,
-            worker_id="echo-embedded",
+            worker_id=config.worker_id,
             pool=echo_worker.POOL,
             topics=echo_worker.TOPICS,
-            max_parallel_jobs=config.echo_parallel_jobs,
+            max_parallel_jobs=config.max_parallel_jobs,
             heartbeat_interval_s=config.heartbeat_interval_s,
         ),
         handler=echo_handler,
@@ -79,16 +81,46 @@ class EmbeddedContainer(containers.DeclarativeContainer):
         jobs=jobs,
         clock=clock,
         ids=ids,
-        sender_id="gateway-embedded",
+        sender_id=config.process_name,
+    )
+
+
+class EmbeddedContainer(containers.DeclarativeContainer):
+    """``cortex up``: gateway, scheduler, safety policy and an echo worker in one process,
+    on in-memory adapters. Packets still cross the bus as protobuf bytes."""
+
+    config = providers.Configuration(strict=True)
+
+    clock = providers.Singleton(SystemClock)
+    metrics = providers.Singleton(InMemoryMetrics)
+    codec = providers.Singleton(ProtobufCodec)
+    bus = providers.Singleton(InMemoryBus, codec=codec, metrics=metrics)
+    memory = providers.Singleton(
+        InMemoryMemoryStore,
+        clock=clock,
+        ttl_s=config.memory_ttl_s,
+        max_value_bytes=config.max_value_bytes,
+    )
+    jobs = providers.Singleton(InMemoryJobStore)
+    services = providers.Container(
+        CortexServices,
+        config=config,
+        bus=bus,
+        memory=memory,
+        jobs=jobs,
+        metrics=metrics,
+        clock=clock,
     )
 
 
 DEFAULTS: dict[str, object] = {
+    "process_name": "embedded",
     "memory_ttl_s": 24 * 3600.0,
     "max_value_bytes": 1 << 20,
     "routing_file": None,
-    "echo_parallel_jobs": 8,
+    "worker_id": "echo-embedded",
+    "max_parallel_jobs": 8,
     "heartbeat_interval_s": 5.0,
+    "stale_after_s": 15.0,
+    "dispatch_mode": DispatchMode.WORKER,
 }
-
-__all__ = ["DEFAULTS", "EmbeddedContainer", "create_app"]

@@ -22,19 +22,20 @@ def build_app(container: EmbeddedContainer) -> Litestar:
 
     Configuration is resolved here, before anything listens, so a bad file stops the boot.
     """
-    container.routing()
+    services = container.services
+    services.routing()
     return create_app(
-        container.frontdoor(),
+        services.frontdoor(),
         lifespan=[
             lifespan(
                 lambda: [
                     container.bus(),
                     container.memory(),
                     container.jobs(),
-                    container.registry(),
-                    container.safety(),
-                    container.scheduler(),
-                    container.echo_worker(),
+                    services.registry(),
+                    services.safety(),
+                    services.scheduler(),
+                    services.echo_worker(),
                 ]
             )
         ],
