@@ -24,6 +24,7 @@ from cortex_adapters.worker import Worker, WorkerConfig, echo_handler
 from cortex_adapters.worker import echo as echo_worker
 from cortex_core.frontdoor import FrontDoor
 from cortex_core.policy import default_policy
+from cortex_core.ports import Bus, Clock, JobStore, MemoryStore, Metrics
 from cortex_core.scheduler import DispatchMode, Scheduler, SchedulerConfig
 
 
@@ -31,11 +32,11 @@ class CortexServices(containers.DeclarativeContainer):
     """The services every mode runs, on whichever adapters the mode supplies."""
 
     config = providers.Configuration(strict=True)
-    bus = providers.Dependency()
-    memory = providers.Dependency()
-    jobs = providers.Dependency()
-    metrics = providers.Dependency()
-    clock = providers.Dependency()
+    bus: providers.Dependency[Bus] = providers.Dependency()
+    memory: providers.Dependency[MemoryStore] = providers.Dependency()
+    jobs: providers.Dependency[JobStore] = providers.Dependency()
+    metrics: providers.Dependency[Metrics] = providers.Dependency()
+    clock: providers.Dependency[Clock] = providers.Dependency()
 
     ids = providers.Singleton(UuidIdGenerator)
     registry = providers.Singleton(InMemoryWorkerRegistry, clock=clock)
