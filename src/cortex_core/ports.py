@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol
 
 from cortex_core.jobs import Job, PendingJob
-from cortex_core.messages import BusPacket, Heartbeat
+from cortex_core.messages import BusPacket, Heartbeat, JobStatus
 from cortex_core.policy import SafetyDecision, SafetyRequest
 from cortex_core.scoring import WorkerState
 
@@ -108,6 +108,21 @@ class JobStore(Lifecycle, Protocol):
         """Compare-and-set: save ``job`` only if the stored version is ``job.version - 1``.
 
         Of many concurrent transitions from one version, exactly one wins.
+        """
+        ...
+
+    async def list_jobs(
+        self, *, status: JobStatus | None = None, limit: int = 50, cursor: str | None = None
+    ) -> tuple[list[Job], str | None]:
+        """One page of jobs, newest first: by ``spec.created_at``, ties by ``job_id`` (both
+        descending); only jobs in ``status`` if given.
+
+        Returns the page (at most ``limit`` jobs, ``limit`` ≥ 1) and the cursor of the next page,
+        None when there is none. The cursor is opaque and belongs to the store that issued it;
+        it marks a position, so jobs created after the first page never shift later pages.
+        A page is not a snapshot: a job that changes status while the page is read may be left
+        out of a filtered page, but every job returned is in ``status``. ``ValueError`` for a
+        bad ``limit`` or a cursor not in the form this store issues.
         """
         ...
 

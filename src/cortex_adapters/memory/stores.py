@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import heapq
+
 from cortex_core.errors import PayloadTooLarge
 from cortex_core.jobs import Job, PendingJob
+from cortex_core.messages import JobStatus
 from cortex_core.pointers import context_key, context_ptr, result_key, result_ptr
 from cortex_core.ports import Clock
 
@@ -65,7 +68,8 @@ class InMemoryMemoryStore:
 
 
 class InMemoryJobStore:
-    """Jobs by id. Each call runs without awaiting, so compare-and-set is atomic on the loop."""
+    """Jobs by id. Each call runs without awaiting, so compare-and-set is atomic on the loop
+    and a listed page is a snapshot."""
 
     def __init__(self) -> None:
         self._jobs: dict[str, Job] = {}
@@ -91,3 +95,43 @@ class InMemoryJobStore:
             return False
         self._jobs[job.job_id] = job
         return True
+
+    async def list_jobs(
+        self, *, status: JobStatus | None = None, limit: int = 50, cursor: str | None = None
+    ) -> tuple[list[Job], str | None]:
+        """Newest first, as in the port: a scan of every job, fine for one process's jobs."""
+        if limit < 1:
+            raise ValueError(f"limit must be at least 1, not {limit}")
+        after = None if cursor is None else _parse_cursor(cursor)
+        jobs = heapq.nlargest(
+            limit + 1,
+            (
+                j
+                for j in self._jobs.values()
+                if (status is None or j.status == status) and (after is None or _key(j) < after)
+            ),
+            key=_key,
+        )
+        page = jobs[:limit]
+        return page, (_cursor(page[-1]) if len(jobs) > limit else None)
+
+
+def _key(job: Job) -> tuple[float, str]:
+    return (job.spec.created_at, job.job_id)
+
+
+def _cursor(job: Job) -> str:
+    """``<created_at as a hex float> <job_id>``: exact, and opaque to callers."""
+    return f"{job.spec.created_at.hex()} {job.job_id}"
+
+
+def _parse_cursor(cursor: str) -> tuple[float, str]:
+    problem = f"invalid cursor {cursor!r}: not in the form this job store issues"
+    created_at, _, job_id = cursor.partition(" ")
+    try:
+        at = float.fromhex(created_at)
+    except ValueError:
+        raise ValueError(problem) from None
+    if not job_id:
+        raise ValueError(problem)
+    return (at, job_id)
