@@ -1,45 +1,99 @@
-"""The ``cortex`` command."""
+"""The ``cortex`` command.
+
+* ``cortex up``: everything in one process, on in-memory adapters (no NATS or Redis).
+* ``cortex gateway`` / ``cortex scheduler`` / ``cortex worker echo``: the separate processes,
+  on NATS and Redis. Settings come from the environment (``NATS_URL``, ``REDIS_URL``, …, see
+  ``cortex_apps.settings``); flags given here win.
+"""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import socket
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import uvicorn
+from litestar import Litestar
 
-from cortex_core.errors import ConfigError
+from cortex_apps.settings import Settings
+from cortex_core.errors import ConfigError, CortexError
+from cortex_core.scheduler import DispatchMode
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8080
+LOG_LEVELS = ["debug", "info", "warning", "error"]
+
+
+def _http_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--host", default=DEFAULT_HOST, help=f"listen address (default {DEFAULT_HOST})")
+    p.add_argument(
+        "--port", type=int, default=DEFAULT_PORT, help=f"listen port (default {DEFAULT_PORT})"
+    )
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cortex", description="Cortex, an AI control plane.")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--log-level", default="info", choices=LOG_LEVELS)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
     up = commands.add_parser(
         "up",
+        parents=[common],
         help="run all of Cortex in one process (no NATS or Redis needed)",
         description="Run the gateway, scheduler, safety policy and an echo worker in one process, "
         "on in-memory adapters.",
     )
-    up.add_argument("--host", default=DEFAULT_HOST, help=f"listen address (default {DEFAULT_HOST})")
-    up.add_argument(
-        "--port", type=int, default=DEFAULT_PORT, help=f"listen port (default {DEFAULT_PORT})"
-    )
+    _http_flags(up)
     up.add_argument(
         "--routing", metavar="FILE", help="routing YAML (default: the shipped routing.yaml)"
     )
-    up.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+
+    shared = argparse.ArgumentParser(add_help=False, parents=[common])
+    shared.add_argument(
+        "--nats-url", help="NATS server (env NATS_URL; default nats://127.0.0.1:4222)"
+    )
+    shared.add_argument(
+        "--redis-url", help="Redis server (env REDIS_URL; default redis://127.0.0.1:6379/0)"
+    )
+    shared.add_argument(
+        "--subject-prefix", help="namespace for every bus subject (env CORTEX_SUBJECT_PREFIX)"
+    )
+
+    gateway = commands.add_parser(
+        "gateway", parents=[shared], help="run the REST gateway (NATS + Redis)"
+    )
+    _http_flags(gateway)
+
+    scheduler = commands.add_parser(
+        "scheduler", parents=[shared], help="run a scheduler replica (NATS + Redis)"
+    )
+    scheduler.add_argument(
+        "--routing", metavar="FILE", help="routing YAML (env CORTEX_ROUTING_FILE)"
+    )
+    scheduler.add_argument(
+        "--dispatch-mode",
+        choices=["pool", "worker"],
+        help="env CORTEX_DISPATCH_MODE (default pool)",
+    )
+
+    worker = commands.add_parser("worker", parents=[common], help="run a worker (NATS + Redis)")
+    kinds = worker.add_subparsers(dest="kind", required=True, metavar="KIND")
+    echo = kinds.add_parser("echo", parents=[shared], help="the echo worker (pool echo)")
+    echo.add_argument("--worker-id", help="env CORTEX_WORKER_ID (default echo-<host>-<pid>)")
+    echo.add_argument(
+        "--max-parallel-jobs", type=int, help="env CORTEX_MAX_PARALLEL_JOBS (default 4)"
+    )
     return parser
 
 
-def _banner(host: str, port: int) -> str:
+def _banner(host: str, port: int, mode: str) -> str:
     base = f"http://{host}:{port}"
     return "\n".join(
         [
-            f"Cortex is up (embedded: in-memory bus, stores and safety policy) on {base}",
+            f"Cortex is up ({mode}) on {base}",
             f"  API docs:   {base}/schema/swagger",
             "  Try it:",
             f"    curl -s -X POST {base}/v1/jobs -H 'content-type: application/json' "
@@ -50,17 +104,21 @@ def _banner(host: str, port: int) -> str:
     )
 
 
-def up(args: argparse.Namespace) -> int:
-    from cortex_apps.logs import configure
-    from cortex_apps.up import build_app, build_container
+class _Server(uvicorn.Server):
+    """Prints the banner once the socket is bound, with the real port (``--port 0`` works)."""
 
-    configure(args.log_level)
-    try:
-        container = build_container({"routing_file": args.routing})
-        app = build_app(container)
-    except ConfigError as exc:
-        print(f"cortex up: configuration error: {exc}", file=sys.stderr)
-        return 2
+    def __init__(self, config: uvicorn.Config, mode: str) -> None:
+        super().__init__(config)
+        self.mode = mode
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.started and self.servers and self.servers[0].sockets:
+            host, port = self.servers[0].sockets[0].getsockname()[:2]
+            print(_banner(self.config.host or host, port, self.mode), flush=True)
+
+
+def _serve_http(app: Litestar, args: argparse.Namespace, mode: str) -> int:
     config = uvicorn.Config(
         app,
         host=args.host,
@@ -69,26 +127,75 @@ def up(args: argparse.Namespace) -> int:
         lifespan="on",
         log_config=None,
     )
-    server = _Server(config)
+    server = _Server(config, mode)
     server.run()
     return 0 if server.started else 1
 
 
-class _Server(uvicorn.Server):
-    """Prints the banner once the socket is bound, with the real port (``--port 0`` works)."""
+def _settings(args: argparse.Namespace) -> Settings:
+    flags: dict[str, object] = {
+        "nats_url": getattr(args, "nats_url", None),
+        "redis_url": getattr(args, "redis_url", None),
+        "subject_prefix": getattr(args, "subject_prefix", None),
+        "routing_file": getattr(args, "routing", None),
+        "dispatch_mode": getattr(args, "dispatch_mode", None),
+        "worker_id": getattr(args, "worker_id", None),
+        "max_parallel_jobs": getattr(args, "max_parallel_jobs", None),
+    }
+    if flags["dispatch_mode"] is not None:
+        flags["dispatch_mode"] = DispatchMode(str(flags["dispatch_mode"]))
+    return Settings.load(overrides=flags)
 
-    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-        await super().startup(sockets)
-        if self.started and self.servers and self.servers[0].sockets:
-            host, port = self.servers[0].sockets[0].getsockname()[:2]
-            print(_banner(self.config.host or host, port), flush=True)
+
+def _up(args: argparse.Namespace) -> int:
+    from cortex_apps.up import build_app, build_container
+
+    app = build_app(build_container({"routing_file": args.routing}))
+    return _serve_http(app, args, "embedded: in-memory bus, stores and safety policy")
+
+
+def _gateway(args: argparse.Namespace) -> int:
+    from cortex_apps.distributed import gateway_app
+
+    settings = _settings(args)
+    return _serve_http(gateway_app(settings), args, "gateway: NATS + Redis")
+
+
+def _scheduler(args: argparse.Namespace) -> int:
+    from cortex_apps.distributed import run_scheduler
+
+    asyncio.run(run_scheduler(_settings(args)))
+    return 0
+
+
+def _worker(args: argparse.Namespace) -> int:
+    from cortex_apps.distributed import run_echo_worker
+
+    asyncio.run(run_echo_worker(_settings(args)))
+    return 0
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "up": _up,
+    "gateway": _gateway,
+    "scheduler": _scheduler,
+    "worker": _worker,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from cortex_apps.logs import configure
+
     args = _parser().parse_args(argv)
-    if args.command == "up":
-        return up(args)
-    raise AssertionError(f"unhandled command {args.command}")  # pragma: no cover
+    configure(args.log_level)
+    try:
+        return COMMANDS[args.command](args)
+    except ConfigError as exc:
+        print(f"cortex {args.command}: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except (CortexError, ConnectionError, OSError) as exc:
+        print(f"cortex {args.command}: cannot start: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

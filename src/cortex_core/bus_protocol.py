@@ -81,3 +81,58 @@ def subject_matches(pattern: str, subject: str) -> bool:
         if i >= len(s_tokens) or (p != "*" and p != s_tokens[i]):
             return False
     return len(p_tokens) == len(s_tokens)
+
+
+# -- Durability: which subjects a broker must persist ------------------------------------------
+
+DURABLE_SUBJECTS: tuple[str, ...] = (
+    SUBJECT_JOB_SUBMIT,
+    SUBJECT_JOB_RESULT,
+    SUBJECT_JOB_CANCEL,
+    f"{JOB_SUBJECT_PREFIX}.>",
+    f"{WORKER_SUBJECT_PREFIX}.*.{WORKER_SUBJECT_SUFFIX}",
+)
+"""The job subjects (as subscription patterns): submit, result, cancel, the pool topics
+``job.>`` and the workers' own ``worker.*.jobs``. A durable bus stores these and delivers them
+at least once; every other subject (heartbeats) is at-most-once."""
+
+
+def is_durable_subject(subject: str) -> bool:
+    """Whether a literal subject is one of ``DURABLE_SUBJECTS``."""
+    return any(subject_matches(pattern, subject) for pattern in DURABLE_SUBJECTS)
+
+
+def subjects_overlap(a: str, b: str) -> bool:
+    """Whether some literal subject matches both patterns (``*`` and trailing ``>`` allowed)."""
+    a_tokens, b_tokens = a.split("."), b.split(".")
+    for x, y in zip(a_tokens, b_tokens, strict=False):
+        if x == ">" or y == ">":
+            return True  # the other has a token here, so one or more tokens match from here on
+        if x != "*" and y != "*" and x != y:
+            return False
+    return len(a_tokens) == len(b_tokens)
+
+
+def subject_within(pattern: str, filter_: str) -> bool:
+    """Whether every subject matching ``pattern`` also matches ``filter_``."""
+    p_tokens, f_tokens = pattern.split("."), filter_.split(".")
+    for i, f in enumerate(f_tokens):
+        if f == ">":
+            return i == len(f_tokens) - 1 and len(p_tokens) > i
+        if i >= len(p_tokens):
+            return False
+        p = p_tokens[i]
+        if p == ">" or (f != "*" and (p == "*" or p != f)):
+            return False
+    return len(p_tokens) == len(f_tokens)
+
+
+def durable_coverage(pattern: str) -> tuple[bool, bool]:
+    """``(some, all)``: whether some / every subject matching ``pattern`` is durable.
+
+    ``all`` is conservative: it is True only when one of ``DURABLE_SUBJECTS`` covers the whole
+    pattern, so a bus may treat a pattern as mixed (both transports) when it is not.
+    """
+    some = any(subjects_overlap(pattern, d) for d in DURABLE_SUBJECTS)
+    every = some and any(subject_within(pattern, d) for d in DURABLE_SUBJECTS)
+    return some, every

@@ -1,3 +1,9 @@
+"""The Bus contract: what every adapter promises (in memory, NATS with JetStream, core NATS).
+
+Redelivery after a handler error is promised only by the at-least-once adapters; it lives in
+``test_bus_redelivery.py``.
+"""
+
 from __future__ import annotations
 
 import asyncio
@@ -73,19 +79,6 @@ async def test_wildcards_match_tokens(bus: Bus) -> None:
     assert len(got) == 2
 
 
-async def test_a_failed_handler_gets_the_packet_again(bus: Bus) -> None:
-    attempts: list[str] = []
-
-    async def flaky(p: BusPacket) -> None:
-        attempts.append("try")
-        if len(attempts) < 2:
-            raise RuntimeError("transient")
-
-    await bus.subscribe("job.echo", flaky, queue="workers-echo")
-    await bus.publish("job.echo", packet(1))
-    await wait_for(lambda: len(attempts) == 2)
-
-
 async def test_unsubscribed_handlers_get_nothing_more(bus: Bus) -> None:
     got: list[str] = []
 
@@ -99,3 +92,39 @@ async def test_unsubscribed_handlers_get_nothing_more(bus: Bus) -> None:
     await bus.publish("job.echo", packet(2))
     await asyncio.sleep(0.05)
     assert len(got) == 1
+
+
+async def test_max_in_flight_bounds_concurrent_handler_calls(bus: Bus) -> None:
+    active = 0
+    peak = 0
+    done: list[str] = []
+
+    async def handler(p: BusPacket) -> None:
+        nonlocal active, peak
+        active += 1
+        peak = max(peak, active)
+        await asyncio.sleep(0.02)
+        active -= 1
+        done.append("x")
+
+    await bus.subscribe("job.echo", handler, queue="workers-echo", max_in_flight=3)
+    for i in range(9):
+        await bus.publish("job.echo", packet(i))
+    await wait_for(lambda: len(done) == 9)
+    assert peak == 3
+
+
+async def test_close_lets_running_handlers_finish(bus: Bus) -> None:
+    started: list[str] = []
+    finished: list[str] = []
+
+    async def handler(p: BusPacket) -> None:
+        started.append("x")
+        await asyncio.sleep(0.05)
+        finished.append("x")
+
+    await bus.subscribe("job.echo", handler, queue="workers-echo")
+    await bus.publish("job.echo", packet(1))
+    await wait_for(lambda: started == ["x"])
+    await bus.close()
+    assert finished == ["x"]

@@ -1,0 +1,94 @@
+"""The separate processes: ``cortex gateway``, ``cortex scheduler``, ``cortex worker echo``.
+
+They share NATS (the bus) and Redis (contexts, results and job state); each process runs only
+the components it needs, and shuts them down gracefully on SIGTERM.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from dependency_injector import containers, providers
+from litestar import Litestar
+
+from cortex_adapters.codec import ProtobufCodec
+from cortex_adapters.http import create_app
+from cortex_adapters.memory import InMemoryMetrics
+from cortex_adapters.nats import NatsBus
+from cortex_adapters.redis import RedisJobStore, RedisMemoryStore
+from cortex_adapters.system import SystemClock
+from cortex_adapters.worker import echo as echo_worker
+from cortex_apps.containers import CortexServices
+from cortex_apps.runtime import lifespan, serve_until_signalled
+from cortex_apps.settings import Settings, instance_name
+
+
+class DistributedContainer(containers.DeclarativeContainer):
+    """The separate processes: NATS for the bus, Redis for contexts, results and job state.
+
+    Each process takes only the components it needs; ``config`` is a ``Settings`` as a dict.
+    """
+
+    config = providers.Configuration(strict=True)
+
+    clock = providers.Singleton(SystemClock)
+    metrics = providers.Singleton(InMemoryMetrics)
+    codec = providers.Singleton(ProtobufCodec)
+    bus = providers.Singleton(
+        NatsBus,
+        url=config.nats_url,
+        name=config.process_name,
+        codec=codec,
+        metrics=metrics,
+        durable=config.bus_durable,
+        subject_prefix=config.subject_prefix,
+        ack_wait_s=config.ack_wait_s,
+        max_deliver=config.max_deliver,
+    )
+    memory = providers.Singleton(
+        RedisMemoryStore,
+        url=config.redis_url,
+        ttl_s=config.memory_ttl_s,
+        max_value_bytes=config.max_value_bytes,
+    )
+    jobs = providers.Singleton(RedisJobStore, url=config.redis_url)
+    services = providers.Container(
+        CortexServices,
+        config=config,
+        bus=bus,
+        memory=memory,
+        jobs=jobs,
+        metrics=metrics,
+        clock=clock,
+    )
+
+
+def build_container(settings: Settings, process_name: str) -> DistributedContainer:
+    container = DistributedContainer()
+    values = {f.name: getattr(settings, f.name) for f in dataclasses.fields(settings)}
+    container.config.from_dict({**values, "process_name": process_name})
+    container.services.routing()  # a bad routing file stops the boot, before anything connects
+    return container
+
+
+def gateway_app(settings: Settings) -> Litestar:
+    c = build_container(settings, "gateway")
+    return create_app(
+        c.services.frontdoor(), lifespan=[lifespan(lambda: [c.bus(), c.memory(), c.jobs()])]
+    )
+
+
+async def run_scheduler(settings: Settings) -> None:
+    c = build_container(settings, instance_name("scheduler"))
+    s = c.services
+    components = [c.bus(), c.jobs(), s.registry(), s.safety(), s.scheduler()]
+    await serve_until_signalled(components, "cortex scheduler ready")
+
+
+async def run_echo_worker(settings: Settings) -> None:
+    worker_id = settings.worker_id or instance_name(echo_worker.POOL)
+    settings = dataclasses.replace(settings, worker_id=worker_id)
+    c = build_container(settings, worker_id)
+    await serve_until_signalled(
+        [c.bus(), c.memory(), c.services.echo_worker()], f"cortex worker {worker_id} ready"
+    )

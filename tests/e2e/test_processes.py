@@ -1,0 +1,143 @@
+"""The production plan's local flow, automated: gateway, scheduler and echo workers as real OS
+processes against real NATS and Redis, driven over HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+import uuid
+from collections.abc import Iterator
+
+import httpx
+import nats
+import pytest
+import redis
+
+from cortex_adapters.nats import stream_name
+from tests.processes import Proc
+
+pytestmark = [pytest.mark.processes, pytest.mark.nats, pytest.mark.redis]
+
+REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+NATS_URL = os.environ.get("NATS_URL", "nats://127.0.0.1:4222")
+
+
+async def _delete_stream(prefix: str) -> None:
+    nc = await nats.connect(NATS_URL)
+    try:
+        await nc.jetstream().delete_stream(stream_name(prefix))
+    finally:
+        await nc.close()
+
+
+@pytest.fixture
+def env() -> Iterator[dict[str, str]]:
+    """Every process of one test shares a private subject namespace on the shared NATS."""
+    prefix = f"t{uuid.uuid4().hex[:10]}."
+    yield {
+        "CORTEX_SUBJECT_PREFIX": prefix,
+        "CORTEX_ACK_WAIT_S": "2",
+        "CORTEX_HEARTBEAT_INTERVAL_S": "0.5",
+        "CORTEX_DISPATCH_MODE": "pool",
+    }
+    asyncio.run(_delete_stream(prefix))
+
+
+@pytest.fixture
+def cortex(env: dict[str, str]) -> Iterator[tuple[str, list[Proc]]]:
+    procs = [Proc("gateway", "--port", "0", env=env), Proc("scheduler", env=env)]
+    try:
+        base = procs[0].wait_for(r"Cortex is up \(gateway.*\) on (http://\S+)").group(1)
+        procs[1].wait_for("cortex scheduler ready")
+        yield base, procs
+    finally:
+        for p in reversed(procs):
+            if p.popen.poll() is None:
+                p.terminate()
+
+
+def start_worker(env: dict[str, str], worker_id: str, parallel: int = 2) -> Proc:
+    w = Proc(
+        "worker", "echo", "--worker-id", worker_id, "--max-parallel-jobs", str(parallel), env=env
+    )
+    w.wait_for(f"cortex worker {worker_id} ready")
+    return w
+
+
+def finished(
+    http: httpx.Client, job_ids: list[str], timeout: float = 60.0
+) -> dict[str, dict[str, object]]:
+    deadline = time.monotonic() + timeout
+    states: dict[str, dict[str, object]] = {}
+    while time.monotonic() < deadline:
+        states = {j: http.get(f"/v1/jobs/{j}").json() for j in job_ids}
+        if all(s["status"] not in ("PENDING", "RUNNING") for s in states.values()):
+            return states
+        time.sleep(0.1)
+    unfinished = {
+        j: s["status"] for j, s in states.items() if s["status"] in ("PENDING", "RUNNING")
+    }
+    raise AssertionError(f"{len(unfinished)} jobs unfinished after {timeout}s: {unfinished}")
+
+
+def test_local_flow_with_context_and_result_in_redis(
+    cortex: tuple[str, list[Proc]], env: dict[str, str]
+) -> None:
+    base, procs = cortex
+    procs.append(start_worker(env, f"echo-{uuid.uuid4().hex[:6]}"))
+    store = redis.Redis.from_url(REDIS_URL)
+    with httpx.Client(base_url=base, timeout=10) as http:
+        job_id = http.post("/v1/jobs", json={"prompt": "through real NATS and Redis"}).json()[
+            "job_id"
+        ]
+        status = finished(http, [job_id])[job_id]
+        assert status["status"] == "COMPLETED"
+        assert status["result_ptr"] == f"redis://res:{job_id}"
+        context = json.loads(store.get(f"ctx:{job_id}") or b"null")
+        assert context["prompt"] == "through real NATS and Redis"
+        result = json.loads(store.get(f"res:{job_id}") or b"null")
+        assert result["echo"] == "through real NATS and Redis"
+        assert json.loads(http.get(f"/v1/jobs/{job_id}/result").content) == result
+
+        denied = http.post("/v1/jobs", json={"prompt": "x", "topic": "sys.destroy"}).json()[
+            "job_id"
+        ]
+        status = finished(http, [denied])[denied]
+        assert (status["status"], status["reason"]) == ("DENIED", "topic sys.destroy is forbidden")
+        assert store.get(f"res:{denied}") is None
+    store.close()
+    for p in procs:  # graceful: SIGTERM drains and exits
+        assert p.terminate() in (0, -15), p.output
+        assert "Traceback" not in p.output, p.output
+
+
+def test_a_worker_killed_mid_burst_loses_no_job(
+    cortex: tuple[str, list[Proc]], env: dict[str, str]
+) -> None:
+    base, procs = cortex
+    first = start_worker(env, f"echo-a{uuid.uuid4().hex[:6]}")
+    procs.append(first)
+    with httpx.Client(base_url=base, timeout=10) as http:
+        ids = [
+            http.post(
+                "/v1/jobs", json={"prompt": f"p{i}", "labels": {"echo.delay_ms": "150"}}
+            ).json()["job_id"]
+            for i in range(30)
+        ]
+        # Kill the only worker while it is in the middle of the burst.
+        deadline = time.monotonic() + 30
+        while sum(http.get(f"/v1/jobs/{j}").json()["status"] == "COMPLETED" for j in ids) < 4:
+            assert time.monotonic() < deadline, first.output
+            time.sleep(0.05)
+        first.kill()
+        procs.append(start_worker(env, f"echo-b{uuid.uuid4().hex[:6]}"))
+        states = finished(http, ids)
+        assert {s["status"] for s in states.values()} == {"COMPLETED"}
+        for i, job_id in enumerate(ids):
+            assert json.loads(http.get(f"/v1/jobs/{job_id}/result").content)["echo"] == f"p{i}"
+    # Exactly once: the scheduler committed exactly one completion per job.
+    finishes = [line for line in procs[1].lines if "job_finished" in line]
+    for job_id in ids:
+        assert sum(f"job_id={job_id} " in line for line in finishes) == 1, job_id
