@@ -1,5 +1,5 @@
-"""Sessions: ``nox`` runs lint, typecheck, proto-check and tests; ``nox -s contract`` runs the
-contract suites alone; ``nox -s bench`` benchmarks."""
+"""Sessions: ``nox`` runs lint, typecheck, proto-check, contract and tests; ``nox -s bench``
+benchmarks (never part of the tests)."""
 
 from __future__ import annotations
 
@@ -8,20 +8,20 @@ import nox
 nox.options.default_venv_backend = "uv|virtualenv"
 nox.options.reuse_venv = "yes"
 nox.options.error_on_missing_interpreters = True
-nox.options.sessions = ["lint", "typecheck", "proto-check", "tests"]
+nox.options.sessions = ["lint", "typecheck", "proto-check", "contract", "tests"]
 
 RUFF = "ruff==0.17.5"  # also formats the generated code: keep it pinned for reproducible output
 
 
 @nox.session
 def tests(session: nox.Session) -> None:
-    """Every test: unit, contract (in-memory and real NATS/Redis), end to end, processes.
+    """Unit and end-to-end tests, including the separate processes on real NATS and Redis.
 
     Real-service tests fail, never skip, when NATS or Redis is down. Without those services,
     deselect them explicitly: ``nox -s tests -- -m "not nats and not redis"``.
     """
     session.install("-e", ".[dev]")
-    session.run("pytest", *session.posargs)
+    session.run("pytest", "tests/unit", "tests/e2e", *session.posargs)
 
 
 @nox.session

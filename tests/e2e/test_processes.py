@@ -141,3 +141,72 @@ def test_a_worker_killed_mid_burst_loses_no_job(
     finishes = [line for line in procs[1].lines if "job_finished" in line]
     for job_id in ids:
         assert sum(f"job_id={job_id} " in line for line in finishes) == 1, job_id
+
+
+async def _publish_junk(prefix: str) -> None:
+    """Bad input straight onto the durable subjects, as a broken or hostile client would."""
+    from cortex_adapters.codec import ProtobufCodec
+    from cortex_core.messages import BusPacket, Heartbeat, JobResult, JobStatus
+
+    codec = ProtobufCodec()
+    nc = await nats.connect(NATS_URL)
+    js = nc.jetstream()
+    unknown_result = BusPacket(
+        trace_id="ab" * 16,
+        sender_id="junk",
+        created_at=0.0,
+        payload=JobResult(job_id="no-such-job", status=JobStatus.COMPLETED, worker_id="w"),
+    )
+    wrong_payload = BusPacket(
+        trace_id="ab" * 16,
+        sender_id="junk",
+        created_at=0.0,
+        payload=Heartbeat(worker_id="w", pool="echo", max_parallel_jobs=1),
+    )
+    await js.publish(f"{prefix}sys.job.submit", b"\xff\x00 not protobuf")
+    await js.publish(f"{prefix}sys.job.submit", bytes.fromhex("2001aa0600"))  # unknown payload type
+    await js.publish(f"{prefix}sys.job.submit", codec.encode(wrong_payload))
+    await js.publish(f"{prefix}sys.job.result", codec.encode(unknown_result))
+    await js.publish(f"{prefix}job.echo", b"garbage for the workers")
+    await nc.close()
+
+
+def test_bad_input_on_the_bus_is_dropped_and_nothing_gets_stuck(
+    cortex: tuple[str, list[Proc]], env: dict[str, str]
+) -> None:
+    base, procs = cortex
+    worker = start_worker(env, f"echo-{uuid.uuid4().hex[:6]}")
+    procs.append(worker)
+    asyncio.run(_publish_junk(env["CORTEX_SUBJECT_PREFIX"]))
+    with httpx.Client(base_url=base, timeout=10) as http:
+        job_id = http.post("/v1/jobs", json={"prompt": "after the junk"}).json()["job_id"]
+        assert finished(http, [job_id])[job_id]["status"] == "COMPLETED"
+    scheduler = procs[1]
+    scheduler.wait_for("packet_dropped.*reason=unknown_job")
+    scheduler.wait_for("packet_dropped.*reason=unexpected_payload")
+    assert sum("packet_dropped" in line and "undecodable" in line for line in scheduler.lines) >= 2
+    worker.wait_for("packet_dropped.*undecodable")
+    for p in procs:
+        assert p.popen.poll() is None, p.output  # nothing crashed
+
+
+def test_sigterm_lets_a_worker_finish_the_job_in_flight(
+    cortex: tuple[str, list[Proc]], env: dict[str, str]
+) -> None:
+    base, procs = cortex
+    worker = start_worker(env, f"echo-{uuid.uuid4().hex[:6]}")
+    procs.append(worker)
+    with httpx.Client(base_url=base, timeout=10) as http:
+        body = {"prompt": "slow", "labels": {"echo.delay_ms": "1500"}}
+        job_id = http.post("/v1/jobs", json=body).json()["job_id"]
+        deadline = time.monotonic() + 20
+        while http.get(f"/v1/jobs/{job_id}").json()["status"] != "RUNNING":
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        time.sleep(0.3)  # the worker is inside the 1.5 s job now
+        assert worker.terminate() in (0, -15), worker.output
+        # It finished the job before exiting: no other worker exists to pick it up.
+        status = finished(http, [job_id], timeout=5)[job_id]
+        assert status["status"] == "COMPLETED"
+    assert "job_done" in worker.output
+    assert "Traceback" not in worker.output, worker.output
