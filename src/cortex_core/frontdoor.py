@@ -81,6 +81,7 @@ class FrontDoor:
             adapter_id=cmd.adapter_id,
             tenant_id=cmd.tenant_id,
             labels=cmd.labels,
+            prompt_bytes=len(cmd.prompt.encode()),
         )
         if not await self._jobs.create(new_job(spec, now)):
             raise RuntimeError(f"IdGenerator produced a duplicate job id {job_id!r}")

@@ -7,6 +7,8 @@ states it may leave::
        │                     └──────fail──────▶ FAILED
        ├──deny──▶ DENIED
        ├──fail──▶ FAILED            (the job cannot be routed: no_pool_for_topic)
+       ├──require_approval──▶ APPROVAL_REQUIRED ──approve──▶ PENDING
+       │                                        └──reject───▶ DENIED
        └─(any non-terminal)──cancel / time_out──▶ CANCELLED / TIMEOUT
 
 Terminal states have no transition methods at all, so an illegal transition cannot be
@@ -38,6 +40,7 @@ class JobSpec:
     tenant_id: str = ""
     labels: Mapping[str, str] = field(default_factory=dict)
     deadline: float | None = None
+    prompt_bytes: int = 0
 
     @classmethod
     def from_request(cls, request: JobRequest, *, trace_id: str, created_at: float) -> JobSpec:
@@ -52,6 +55,7 @@ class JobSpec:
             tenant_id=request.tenant_id,
             labels=request.labels,
             deadline=request.deadline,
+            prompt_bytes=request.prompt_bytes,
         )
 
     def to_request(self, *, attempt: int) -> JobRequest:
@@ -65,10 +69,14 @@ class JobSpec:
             labels=self.labels,
             deadline=self.deadline,
             attempt=attempt,
+            prompt_bytes=self.prompt_bytes,
         )
 
 
 _J = TypeVar("_J", bound="_Job")
+
+APPROVED = "approved"
+"""The reason an approved job carries while it is PENDING again."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -136,6 +144,22 @@ class PendingJob(_ActiveJob):
         """Still PENDING, now with the reason it waits (``no_workers``, ``pool_at_capacity``)."""
         return self._to(PendingJob, now, reason=reason)
 
+    def require_approval(self, reason: str, now: float) -> ApprovalRequiredJob:
+        """The safety policy wants a person to decide."""
+        return self._to(ApprovalRequiredJob, now, reason=reason)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ApprovalRequiredJob(_ActiveJob):
+    status: ClassVar[JobStatus] = JobStatus.APPROVAL_REQUIRED
+
+    def approve(self, now: float) -> PendingJob:
+        """Approved: PENDING again (reason ``approved``), to be routed and dispatched."""
+        return self._to(PendingJob, now, reason=APPROVED)
+
+    def reject(self, reason: str, now: float) -> DeniedJob:
+        return self._to(DeniedJob, now, reason=reason)
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RunningJob(_ActiveJob):
@@ -173,12 +197,22 @@ class TimedOutJob(_Job):
     status: ClassVar[JobStatus] = JobStatus.TIMEOUT
 
 
-Job = PendingJob | RunningJob | CompletedJob | FailedJob | DeniedJob | CancelledJob | TimedOutJob
+Job = (
+    PendingJob
+    | ApprovalRequiredJob
+    | RunningJob
+    | CompletedJob
+    | FailedJob
+    | DeniedJob
+    | CancelledJob
+    | TimedOutJob
+)
 
 JOB_CLASSES: Mapping[JobStatus, type[Job]] = {
     cls.status: cls
     for cls in (
         PendingJob,
+        ApprovalRequiredJob,
         RunningJob,
         CompletedJob,
         FailedJob,

@@ -26,6 +26,7 @@ class JobStatus(enum.StrEnum):
     DENIED = "DENIED"
     CANCELLED = "CANCELLED"
     TIMEOUT = "TIMEOUT"
+    APPROVAL_REQUIRED = "APPROVAL_REQUIRED"
 
     @property
     def is_terminal(self) -> bool:
@@ -58,6 +59,7 @@ class JobRequest:
     labels: Mapping[str, str] = field(default_factory=dict)
     deadline: float | None = None
     attempt: int = 1
+    prompt_bytes: int = 0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

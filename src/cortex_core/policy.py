@@ -19,6 +19,7 @@ from cortex_core.messages import Priority
 class Decision(enum.StrEnum):
     ALLOW = "ALLOW"
     DENY = "DENY"
+    REQUIRE_APPROVAL = "REQUIRE_APPROVAL"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -31,6 +32,7 @@ class SafetyRequest:
     priority: Priority = Priority.INTERACTIVE
     adapter_id: str = ""
     labels: Mapping[str, str] = field(default_factory=dict)
+    prompt_bytes: int = 0
 
     @classmethod
     def for_job(cls, spec: JobSpec) -> SafetyRequest:
@@ -41,6 +43,7 @@ class SafetyRequest:
             priority=spec.priority,
             adapter_id=spec.adapter_id,
             labels=spec.labels,
+            prompt_bytes=spec.prompt_bytes,
         )
 
 

@@ -24,9 +24,9 @@ from cortex_core.bus_protocol import (
     SUBJECT_JOB_SUBMIT,
     worker_subject,
 )
-from cortex_core.jobs import Job, JobSpec, PendingJob, RunningJob, new_job
+from cortex_core.jobs import APPROVED, Job, JobSpec, PendingJob, RunningJob, new_job
 from cortex_core.messages import BusPacket, Heartbeat, JobRequest, JobResult, JobStatus
-from cortex_core.policy import SafetyRequest
+from cortex_core.policy import Decision, SafetyRequest
 from cortex_core.ports import (
     Bus,
     Clock,
@@ -115,20 +115,26 @@ class Scheduler:
             spec = JobSpec.from_request(request, trace_id=packet.trace_id, created_at=now)
             adopted = new_job(spec, now)
             job = adopted if await self._jobs.create(adopted) else await self._jobs.get(spec.job_id)
+        if isinstance(job, PendingJob) and job.reason == APPROVED:
+            # A person approved what the policy asked about: route it, don't ask again.
+            await self._route(job)
+            return
         if not isinstance(job, PendingJob) or job.reason is not None:
             # A redelivery, or a job already waiting for capacity: nothing new to do.
             log.info("submit_ignored", extra=_fields(job, status=job.status if job else None))
             return
         self._metrics.inc_jobs_received(job.spec.topic)
         decision = await self._safety.check(SafetyRequest.for_job(job.spec))
+        fields = _fields(job, rule_id=decision.rule_id, reason=decision.reason)
+        if decision.decision is Decision.REQUIRE_APPROVAL:
+            if await self._commit(job.require_approval(decision.reason, now)):
+                log.info("job_needs_approval", extra=fields)
+            return
         if not decision.allowed:
             if await self._commit(job.deny(decision.reason, now)):
                 self._metrics.inc_safety_denied(job.spec.topic)
                 self._metrics.inc_jobs_completed(job.spec.topic, JobStatus.DENIED)
-                log.info(
-                    "job_denied",
-                    extra=_fields(job, rule_id=decision.rule_id, reason=decision.reason),
-                )
+                log.info("job_denied", extra=fields)
             return
         await self._route(job)
 

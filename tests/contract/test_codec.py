@@ -38,6 +38,7 @@ payloads = st.one_of(
         labels=st.dictionaries(text, text, max_size=4),
         deadline=st.none() | times,
         attempt=u32,
+        prompt_bytes=st.integers(0, 2**64 - 1),
     ),
     st.builds(
         JobResult,

@@ -6,7 +6,9 @@ import hypothesis.strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from cortex_core.jobs import (
+    APPROVED,
     JOB_CLASSES,
+    ApprovalRequiredJob,
     Job,
     JobSpec,
     PendingJob,
@@ -15,7 +17,7 @@ from cortex_core.jobs import (
 )
 from cortex_core.messages import TERMINAL_STATUSES, JobStatus
 
-P, R, C, F, D, X, T = (
+P, R, C, F, D, X, T, A = (
     JobStatus.PENDING,
     JobStatus.RUNNING,
     JobStatus.COMPLETED,
@@ -23,12 +25,41 @@ P, R, C, F, D, X, T = (
     JobStatus.DENIED,
     JobStatus.CANCELLED,
     JobStatus.TIMEOUT,
+    JobStatus.APPROVAL_REQUIRED,
 )
 # The specification, written out independently of the implementation.
-ALLOWED = {(P, R), (P, D), (P, F), (P, P), (P, X), (P, T), (R, C), (R, F), (R, X), (R, T)}
-TRANSITIONS = {"dispatch", "deny", "fail", "waiting", "complete", "cancel", "time_out"}
+ALLOWED = {
+    (P, R),
+    (P, D),
+    (P, F),
+    (P, P),
+    (P, X),
+    (P, T),
+    (P, A),
+    (A, P),
+    (A, D),
+    (A, X),
+    (A, T),
+    (R, C),
+    (R, F),
+    (R, X),
+    (R, T),
+}
+TRANSITIONS = {
+    "dispatch",
+    "deny",
+    "fail",
+    "waiting",
+    "complete",
+    "cancel",
+    "time_out",
+    "require_approval",
+    "approve",
+    "reject",
+}
 SPEC_METHODS = {
-    P: {"dispatch", "deny", "fail", "waiting", "cancel", "time_out"},
+    P: {"dispatch", "deny", "fail", "waiting", "cancel", "time_out", "require_approval"},
+    A: {"approve", "reject", "cancel", "time_out"},
     R: {"complete", "fail", "cancel", "time_out"},
     **{s: set() for s in TERMINAL_STATUSES},
 }
@@ -106,6 +137,24 @@ class JobLifecycle(RuleBasedStateMachine):
     def fail_unroutable(self) -> None:
         self._apply(self._pending().fail("no_pool_for_topic", self._tick()))
 
+    @precondition(lambda self: isinstance(self.job, PendingJob))
+    @rule()
+    def require_approval(self) -> None:
+        self._apply(self._pending().require_approval("needs a human", self._tick()))
+
+    @precondition(lambda self: isinstance(self.job, ApprovalRequiredJob))
+    @rule()
+    def approve(self) -> None:
+        assert isinstance(self.job, ApprovalRequiredJob)
+        self._apply(self.job.approve(self._tick()))
+        assert self.job.reason == APPROVED
+
+    @precondition(lambda self: isinstance(self.job, ApprovalRequiredJob))
+    @rule()
+    def reject(self) -> None:
+        assert isinstance(self.job, ApprovalRequiredJob)
+        self._apply(self.job.reject("rejected by a person", self._tick()))
+
     @precondition(lambda self: isinstance(self.job, RunningJob))
     @rule(ptr=st.sampled_from(["redis://res:j1", None]))
     def complete(self, ptr: str | None) -> None:
@@ -120,13 +169,13 @@ class JobLifecycle(RuleBasedStateMachine):
     @precondition(lambda self: not self.job.is_terminal)
     @rule()
     def cancel(self) -> None:
-        assert isinstance(self.job, PendingJob | RunningJob)
+        assert isinstance(self.job, PendingJob | RunningJob | ApprovalRequiredJob)
         self._apply(self.job.cancel("user", self._tick()))
 
     @precondition(lambda self: not self.job.is_terminal)
     @rule()
     def time_out(self) -> None:
-        assert isinstance(self.job, PendingJob | RunningJob)
+        assert isinstance(self.job, PendingJob | RunningJob | ApprovalRequiredJob)
         self._apply(self.job.time_out("deadline", self._tick()))
 
     @precondition(lambda self: self.job.is_terminal)

@@ -22,9 +22,10 @@ from cortex_core.bus_protocol import (
     SUBJECT_JOB_SUBMIT,
     heartbeat_subject,
 )
-from cortex_core.jobs import JobSpec, new_job
+from cortex_core.jobs import ApprovalRequiredJob, JobSpec, new_job
 from cortex_core.messages import BusPacket, Heartbeat, JobRequest, JobResult, JobStatus, Payload
 from cortex_core.pointers import context_ptr, result_ptr
+from cortex_core.policy import Decision, Policy, Rule
 from cortex_core.routing import RoutingTable
 from cortex_core.scheduler import DispatchMode, Scheduler, SchedulerConfig
 from tests.fakes import FakeClock
@@ -78,6 +79,7 @@ class Harness:
 
 async def make_harness(
     mode: DispatchMode = DispatchMode.WORKER,
+    policy: Policy | None = None,
     jobs: InMemoryJobStore | None = None,
     bus: InMemoryBus | None = None,
 ) -> Harness:
@@ -88,7 +90,7 @@ async def make_harness(
     scheduler = Scheduler(
         bus=bus,
         jobs=jobs,
-        safety=InProcessSafetyChecker(),
+        safety=InProcessSafetyChecker(policy),
         registry=InMemoryWorkerRegistry(clock=clock),
         routing=ROUTING,
         metrics=metrics,
@@ -274,4 +276,28 @@ async def test_the_first_result_decides_and_later_ones_are_absorbed(
         await h.result("j1", status)
     assert await h.status("j1") is results[0]
     assert h.metrics.total("jobs_completed") == 1
+    await h.bus.close()
+
+
+async def test_a_job_that_needs_approval_waits_then_goes_once_approved() -> None:
+    policy = Policy(
+        rules=(
+            Rule(
+                id="ask", decision=Decision.REQUIRE_APPROVAL, reason="big prompt", topic="job.echo"
+            ),
+        )
+    )
+    h = await make_harness(policy=policy)
+    await h.heartbeat("w1")
+    await h.submit("j1")
+    job = await h.jobs.get("j1")
+    assert isinstance(job, ApprovalRequiredJob)
+    assert job.reason == "big prompt"
+    assert h.dispatched == []
+    assert await h.jobs.transition(job.approve(h.clock.now()))
+    await h.submit("j1")  # the approval path re-submits; the policy is not asked again
+    running = await h.jobs.get("j1")
+    assert running is not None
+    assert running.status is JobStatus.RUNNING
+    assert [jid for jid, _ in h.dispatched] == ["j1"]
     await h.bus.close()

@@ -34,6 +34,7 @@ FROZEN_FIELDS: dict[str, dict[str, int]] = {
         "labels": 7,
         "deadline": 8,
         "attempt": 9,
+        "prompt_bytes": 10,
     },
     "JobResult": {
         "job_id": 1,
@@ -74,6 +75,7 @@ FROZEN_ENUMS: dict[str, dict[str, int]] = {
         "DENIED": 5,
         "CANCELLED": 6,
         "TIMEOUT": 7,
+        "APPROVAL_REQUIRED": 8,
     },
     "DecisionType": {"UNSPECIFIED": 0, "ALLOW": 1, "DENY": 2},
 }

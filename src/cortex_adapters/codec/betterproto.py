@@ -61,6 +61,7 @@ def to_betterproto(packet: BusPacket) -> v1.BusPacket:
             labels=dict(p.labels),
             deadline=_ts(p.deadline) if p.deadline is not None else None,
             attempt=p.attempt,
+            prompt_bytes=p.prompt_bytes,
         )
     elif isinstance(p, JobResult):
         msg.job_result = v1.JobResult(
@@ -105,6 +106,7 @@ def from_betterproto(msg: v1.BusPacket) -> BusPacket:
             labels=dict(r.labels),
             deadline=_seconds(r.deadline) if r.deadline is not None else None,
             attempt=r.attempt,
+            prompt_bytes=r.prompt_bytes,
         )
     elif msg.job_result is not None:
         s = msg.job_result

@@ -38,6 +38,7 @@ _STATUS_TO_WIRE = {
     JobStatus.DENIED: pb.JOB_STATUS_DENIED,
     JobStatus.CANCELLED: pb.JOB_STATUS_CANCELLED,
     JobStatus.TIMEOUT: pb.JOB_STATUS_TIMEOUT,
+    JobStatus.APPROVAL_REQUIRED: pb.JOB_STATUS_APPROVAL_REQUIRED,
 }
 _STATUS_FROM_WIRE = {v: k for k, v in _STATUS_TO_WIRE.items()}
 
@@ -75,6 +76,7 @@ class ProtobufCodec:
             r.adapter_id = p.adapter_id
             r.tenant_id = p.tenant_id
             r.attempt = p.attempt
+            r.prompt_bytes = p.prompt_bytes
             if p.labels:
                 r.labels.update(p.labels)
             if p.deadline is not None:
@@ -134,6 +136,7 @@ class ProtobufCodec:
                 labels=dict(r.labels),
                 deadline=_get_time(r.deadline) if r.HasField("deadline") else None,
                 attempt=r.attempt,
+                prompt_bytes=r.prompt_bytes,
             )
         elif kind == "job_result":
             s = msg.job_result

@@ -99,6 +99,11 @@ class JobStatus(betterproto2.Enum):
 
     TIMEOUT = 7
 
+    APPROVAL_REQUIRED = 8
+    """
+    waits for a person to approve or reject it
+    """
+
     @classmethod
     def betterproto_value_to_renamed_proto_names(cls) -> dict[int, str]:
         return {
@@ -110,6 +115,7 @@ class JobStatus(betterproto2.Enum):
             5: "JOB_STATUS_DENIED",
             6: "JOB_STATUS_CANCELLED",
             7: "JOB_STATUS_TIMEOUT",
+            8: "JOB_STATUS_APPROVAL_REQUIRED",
         }
 
     @classmethod
@@ -123,6 +129,7 @@ class JobStatus(betterproto2.Enum):
             "JOB_STATUS_DENIED": 5,
             "JOB_STATUS_CANCELLED": 6,
             "JOB_STATUS_TIMEOUT": 7,
+            "JOB_STATUS_APPROVAL_REQUIRED": 8,
         }
 
 
@@ -278,6 +285,11 @@ class JobRequest(betterproto2.Message):
     attempt: "int" = betterproto2.field(9, betterproto2.TYPE_UINT32)
     """
     1 for the first dispatch
+    """
+
+    prompt_bytes: "int" = betterproto2.field(10, betterproto2.TYPE_UINT64)
+    """
+    size of the prompt, for the safety policy
     """
 
 

@@ -26,6 +26,7 @@ class JobStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     JOB_STATUS_DENIED: _ClassVar[JobStatus]
     JOB_STATUS_CANCELLED: _ClassVar[JobStatus]
     JOB_STATUS_TIMEOUT: _ClassVar[JobStatus]
+    JOB_STATUS_APPROVAL_REQUIRED: _ClassVar[JobStatus]
 JOB_PRIORITY_UNSPECIFIED: JobPriority
 JOB_PRIORITY_INTERACTIVE: JobPriority
 JOB_PRIORITY_BATCH: JobPriority
@@ -37,6 +38,7 @@ JOB_STATUS_FAILED: JobStatus
 JOB_STATUS_DENIED: JobStatus
 JOB_STATUS_CANCELLED: JobStatus
 JOB_STATUS_TIMEOUT: JobStatus
+JOB_STATUS_APPROVAL_REQUIRED: JobStatus
 
 class BusPacket(_message.Message):
     __slots__ = ("trace_id", "sender_id", "created_at", "protocol_version", "job_request", "job_result", "heartbeat", "job_cancel")
@@ -59,7 +61,7 @@ class BusPacket(_message.Message):
     def __init__(self, trace_id: _Optional[str] = ..., sender_id: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., protocol_version: _Optional[int] = ..., job_request: _Optional[_Union[JobRequest, _Mapping]] = ..., job_result: _Optional[_Union[JobResult, _Mapping]] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ..., job_cancel: _Optional[_Union[JobCancel, _Mapping]] = ...) -> None: ...
 
 class JobRequest(_message.Message):
-    __slots__ = ("job_id", "topic", "priority", "context_ptr", "adapter_id", "tenant_id", "labels", "deadline", "attempt")
+    __slots__ = ("job_id", "topic", "priority", "context_ptr", "adapter_id", "tenant_id", "labels", "deadline", "attempt", "prompt_bytes")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -76,6 +78,7 @@ class JobRequest(_message.Message):
     LABELS_FIELD_NUMBER: _ClassVar[int]
     DEADLINE_FIELD_NUMBER: _ClassVar[int]
     ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    PROMPT_BYTES_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     topic: str
     priority: JobPriority
@@ -85,7 +88,8 @@ class JobRequest(_message.Message):
     labels: _containers.ScalarMap[str, str]
     deadline: _timestamp_pb2.Timestamp
     attempt: int
-    def __init__(self, job_id: _Optional[str] = ..., topic: _Optional[str] = ..., priority: _Optional[_Union[JobPriority, str]] = ..., context_ptr: _Optional[str] = ..., adapter_id: _Optional[str] = ..., tenant_id: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., deadline: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., attempt: _Optional[int] = ...) -> None: ...
+    prompt_bytes: int
+    def __init__(self, job_id: _Optional[str] = ..., topic: _Optional[str] = ..., priority: _Optional[_Union[JobPriority, str]] = ..., context_ptr: _Optional[str] = ..., adapter_id: _Optional[str] = ..., tenant_id: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., deadline: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., attempt: _Optional[int] = ..., prompt_bytes: _Optional[int] = ...) -> None: ...
 
 class JobResult(_message.Message):
     __slots__ = ("job_id", "status", "result_ptr", "worker_id", "execution_ms", "error_code", "error_message")
