@@ -156,6 +156,10 @@ class Metrics(Protocol):
         """Bad input on the bus that was logged and dropped (undecodable, unknown job, …)."""
         ...
 
+    def inc_safety_decision(self, rule_id: str, decision: str) -> None:
+        """One safety decision, by the rule that made it and what it decided."""
+        ...
+
     def inc_bus_event(self, event: str) -> None:
         """A bus connection event: ``disconnected``, ``reconnected``, ``error``, ``closed``."""
         ...

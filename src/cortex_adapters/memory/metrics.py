@@ -36,3 +36,6 @@ class InMemoryMetrics:
 
     def inc_bus_event(self, event: str) -> None:
         self._inc("bus_events", event=event)
+
+    def inc_safety_decision(self, rule_id: str, decision: str) -> None:
+        self._inc("safety_decisions", rule_id=rule_id, decision=str(decision))
