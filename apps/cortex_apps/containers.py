@@ -11,6 +11,7 @@ from dependency_injector import containers, providers
 
 from cortex_adapters.codec import ProtobufCodec
 from cortex_adapters.config import load_routing
+from cortex_adapters.config.policy import ReloadingPolicy
 from cortex_adapters.memory import (
     InMemoryBus,
     InMemoryJobStore,
@@ -23,8 +24,7 @@ from cortex_adapters.system import SystemClock, UuidIdGenerator
 from cortex_adapters.worker import Worker, WorkerConfig, echo_handler
 from cortex_adapters.worker import echo as echo_worker
 from cortex_core.frontdoor import FrontDoor
-from cortex_core.policy import default_policy
-from cortex_core.ports import Bus, Clock, JobStore, MemoryStore, Metrics
+from cortex_core.ports import Bus, Clock, JobStore, MemoryStore, Metrics, SafetyChecker
 from cortex_core.scheduler import DispatchMode, Scheduler, SchedulerConfig
 
 
@@ -37,10 +37,10 @@ class CortexServices(containers.DeclarativeContainer):
     jobs: providers.Dependency[JobStore] = providers.Dependency()
     metrics: providers.Dependency[Metrics] = providers.Dependency()
     clock: providers.Dependency[Clock] = providers.Dependency()
+    safety: providers.Dependency[SafetyChecker] = providers.Dependency()
 
     ids = providers.Singleton(UuidIdGenerator)
     registry = providers.Singleton(InMemoryWorkerRegistry, clock=clock)
-    safety = providers.Singleton(InProcessSafetyChecker, policy=providers.Callable(default_policy))
     routing = providers.Singleton(load_routing, config.routing_file)
 
     scheduler = providers.Singleton(
@@ -103,6 +103,10 @@ class EmbeddedContainer(containers.DeclarativeContainer):
         max_value_bytes=config.max_value_bytes,
     )
     jobs = providers.Singleton(InMemoryJobStore)
+    policy = providers.Singleton(
+        ReloadingPolicy, config.policy_file, interval_s=config.policy_reload_s
+    )
+    safety = providers.Singleton(InProcessSafetyChecker, policy, metrics=metrics)
     services = providers.Container(
         CortexServices,
         config=config,
@@ -111,6 +115,7 @@ class EmbeddedContainer(containers.DeclarativeContainer):
         jobs=jobs,
         metrics=metrics,
         clock=clock,
+        safety=safety,
     )
 
 
@@ -119,6 +124,8 @@ DEFAULTS: dict[str, object] = {
     "memory_ttl_s": 24 * 3600.0,
     "max_value_bytes": 1 << 20,
     "routing_file": None,
+    "policy_file": None,
+    "policy_reload_s": 1.0,
     "worker_id": "echo-embedded",
     "max_parallel_jobs": 8,
     "heartbeat_interval_s": 5.0,

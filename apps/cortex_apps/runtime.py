@@ -50,13 +50,19 @@ def lifespan(
     return _lifespan
 
 
-async def serve_until_signalled(components: Sequence[Lifecycle], ready: str) -> None:
-    """Run ``components`` until SIGTERM or SIGINT, then shut them down gracefully."""
+async def serve_until_signalled(
+    components: Sequence[Lifecycle], ready: str | Callable[[], str]
+) -> None:
+    """Run ``components`` until SIGTERM or SIGINT, then shut them down gracefully.
+
+    ``ready`` is printed once everything has started (a callable is asked then, so it can
+    report, say, the port a server actually bound).
+    """
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     async with running(components):
-        print(ready, flush=True)
+        print(ready() if callable(ready) else ready, flush=True)
         await stop.wait()
         log.info("stopping", extra={"component": "app"})

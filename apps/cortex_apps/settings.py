@@ -19,6 +19,9 @@ ENV_VARS: Mapping[str, str] = {
     "nats_url": "NATS_URL",
     "redis_url": "REDIS_URL",
     "safety_kernel_addr": "SAFETY_KERNEL_ADDR",
+    "safety_timeout_s": "CORTEX_SAFETY_TIMEOUT_S",
+    "policy_file": "CORTEX_POLICY_FILE",
+    "policy_reload_s": "CORTEX_POLICY_RELOAD_S",
     "bus_durable": "CORTEX_BUS_DURABLE",
     "subject_prefix": "CORTEX_SUBJECT_PREFIX",
     "ack_wait_s": "CORTEX_ACK_WAIT_S",
@@ -40,7 +43,12 @@ class Settings:
     nats_url: str = "nats://127.0.0.1:4222"
     redis_url: str = "redis://127.0.0.1:6379/0"
     safety_kernel_addr: str = "127.0.0.1:50051"
-    """Read now, used once the Safety Kernel service lands; until then the policy is in process."""
+    """Where the scheduler finds the Safety Kernel, and where ``cortex safety-kernel`` listens."""
+    safety_timeout_s: float = 0.25
+    """The scheduler's per-call deadline on the kernel; past it the job is DENIED (fail closed)."""
+    policy_file: str | None = None
+    """The safety policy (YAML); None: the shipped policy. Reloaded when it changes."""
+    policy_reload_s: float = 1.0
     bus_durable: bool = True
     """JetStream (at-least-once) for job subjects; False: core NATS everywhere (at-most-once)."""
     subject_prefix: str = ""

@@ -24,6 +24,7 @@ def build_app(container: EmbeddedContainer) -> Litestar:
     """
     services = container.services
     services.routing()
+    container.policy()  # the policy file is validated before anything listens
     return create_app(
         services.frontdoor(),
         lifespan=[
@@ -33,7 +34,7 @@ def build_app(container: EmbeddedContainer) -> Litestar:
                     container.memory(),
                     container.jobs(),
                     services.registry(),
-                    services.safety(),
+                    container.safety(),
                     services.scheduler(),
                     services.echo_worker(),
                 ]

@@ -15,6 +15,7 @@ from cortex_core.errors import (
 )
 from cortex_core.frontdoor import FrontDoor, SubmitJob, Submitted
 from cortex_core.jobs import (
+    ApprovalRequiredJob,
     CancelledJob,
     CompletedJob,
     DeniedJob,
@@ -35,7 +36,16 @@ from cortex_core.messages import (
     JobStatus,
     Priority,
 )
-from cortex_core.policy import Decision, Policy, Rule, SafetyDecision, SafetyRequest, default_policy
+from cortex_core.policy import (
+    Decision,
+    Policy,
+    PolicyExplanation,
+    Rule,
+    RuleEvaluation,
+    SafetyDecision,
+    SafetyRequest,
+    default_policy,
+)
 from cortex_core.ports import (
     Bus,
     Clock,
@@ -52,6 +62,7 @@ from cortex_core.scheduler import DispatchMode, Scheduler, SchedulerConfig
 from cortex_core.scoring import ScoringWeights, Selection, WorkerState, pick_worker, score
 
 __all__ = [
+    "ApprovalRequiredJob",
     "Bus",
     "BusPacket",
     "CancelledJob",
@@ -82,10 +93,12 @@ __all__ = [
     "PendingJob",
     "PointerError",
     "Policy",
+    "PolicyExplanation",
     "Priority",
     "ResultNotReady",
     "RoutingTable",
     "Rule",
+    "RuleEvaluation",
     "RunningJob",
     "SafetyChecker",
     "SafetyDecision",

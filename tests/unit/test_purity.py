@@ -34,6 +34,7 @@ def test_core_imports_only_the_standard_library() -> None:
 
 def test_public_exports_are_pinned() -> None:
     assert sorted(cortex_core.__all__) == [
+        "ApprovalRequiredJob",
         "Bus",
         "BusPacket",
         "CancelledJob",
@@ -64,10 +65,12 @@ def test_public_exports_are_pinned() -> None:
         "PendingJob",
         "PointerError",
         "Policy",
+        "PolicyExplanation",
         "Priority",
         "ResultNotReady",
         "RoutingTable",
         "Rule",
+        "RuleEvaluation",
         "RunningJob",
         "SafetyChecker",
         "SafetyDecision",

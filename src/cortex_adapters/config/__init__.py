@@ -1,5 +1,12 @@
 """Configuration files: reading YAML and handing the parsed documents to the core's validators."""
 
+from cortex_adapters.config.policy import DEFAULT_POLICY_FILE, ReloadingPolicy, load_policy
 from cortex_adapters.config.routing import DEFAULT_ROUTING_FILE, load_routing
 
-__all__ = ["DEFAULT_ROUTING_FILE", "load_routing"]
+__all__ = [
+    "DEFAULT_POLICY_FILE",
+    "DEFAULT_ROUTING_FILE",
+    "ReloadingPolicy",
+    "load_policy",
+    "load_routing",
+]
