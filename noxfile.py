@@ -64,6 +64,9 @@ def proto_check(session: nox.Session) -> None:
 
 @nox.session
 def bench(session: nox.Session) -> None:
-    """Benchmarks (not tests): the bus codec against a betterproto baseline, same run."""
+    """Benchmarks (not tests), each against a baseline measured in the same run: the bus codec
+    (÷ betterproto2) and the Safety Kernel's Check over gRPC (÷ the in-process checker).
+    ``-- --quick`` runs fewer iterations."""
     session.install("-e", ".")
     session.run("python", "bench/bench_codec.py", *session.posargs)
+    session.run("python", "bench/bench_safety.py", *session.posargs)

@@ -4,8 +4,10 @@ Two generators, one package (see docs/adr/0002-betterproto-and-the-wire-codec.md
 
 * betterproto2 writes the typed messages and grpcio client stubs for every ``.proto``
   into ``cortex_proto/cortex/v1``;
-* protoc's own Python generator writes ``bus_pb2`` (upb runtime) into
-  ``cortex_proto/_wire/cortex/v1`` for the bus codec, which is on the hot path.
+* protoc's own Python generator writes ``bus_pb2`` and ``safety_pb2`` (upb runtime, messages
+  only, no ``_pb2_grpc``) into ``cortex_proto/_wire/cortex/v1``: the bus codec and the Safety
+  Kernel's ``Check`` are on the hot path, and importing ``safety_pb2`` registers its file
+  descriptor in protobuf's default pool, which is what gRPC server reflection serves.
 
 Run through nox: ``nox -s proto`` (regenerate) or ``nox -s proto -- --check``.
 """
@@ -24,14 +26,16 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 PROTO_DIR = ROOT / "proto"
 TARGET = ROOT / "src" / "cortex_proto"
-# Only the bus envelope goes through the upb codec; it imports nothing of ours, so the
-# absolute imports protoc writes into *_pb2.py stay valid inside the package.
-WIRE_PROTOS = ["cortex/v1/bus.proto"]
+# The protos that also get upb classes. Each imports nothing of ours, so the absolute imports
+# protoc writes into *_pb2.py stay valid inside the package.
+WIRE_PROTOS = ["cortex/v1/bus.proto", "cortex/v1/safety.proto"]
 
 PACKAGE_DOC = '''"""Generated protobuf code for Cortex. Never edit by hand: run ``nox -s proto``.
 
 * ``cortex_proto.cortex.v1``: betterproto2 messages and grpcio stubs (all of ``proto/``).
 * ``cortex_proto._wire.cortex.v1.bus_pb2``: protoc/upb classes behind the bus codec.
+* ``cortex_proto._wire.cortex.v1.safety_pb2``: protoc/upb classes on the Safety Kernel's wire;
+  importing it registers ``cortex/v1/safety.proto`` for gRPC server reflection.
 """
 '''
 

@@ -50,6 +50,9 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument(
         "--routing", metavar="FILE", help="routing YAML (default: the shipped routing.yaml)"
     )
+    up.add_argument(
+        "--policy", metavar="FILE", help="safety policy YAML, reloaded on change (default: shipped)"
+    )
 
     shared = argparse.ArgumentParser(add_help=False, parents=[common])
     shared.add_argument(
@@ -78,6 +81,18 @@ def _parser() -> argparse.ArgumentParser:
         choices=["pool", "worker"],
         help="env CORTEX_DISPATCH_MODE (default pool)",
     )
+
+    kernel = commands.add_parser(
+        "safety-kernel",
+        parents=[common],
+        help="run the Safety Kernel (gRPC)",
+        description="Serve SafetyKernel.Check and Explain over gRPC, with health and reflection, "
+        "from a policy file that is validated at start and reloaded when it changes.",
+    )
+    kernel.add_argument(
+        "--address", help="listen address (env SAFETY_KERNEL_ADDR; default 127.0.0.1:50051)"
+    )
+    kernel.add_argument("--policy", metavar="FILE", help="policy YAML (env CORTEX_POLICY_FILE)")
 
     worker = commands.add_parser("worker", parents=[common], help="run a worker (NATS + Redis)")
     kinds = worker.add_subparsers(dest="kind", required=True, metavar="KIND")
@@ -141,6 +156,8 @@ def _settings(args: argparse.Namespace) -> Settings:
         "dispatch_mode": getattr(args, "dispatch_mode", None),
         "worker_id": getattr(args, "worker_id", None),
         "max_parallel_jobs": getattr(args, "max_parallel_jobs", None),
+        "safety_kernel_addr": getattr(args, "address", None),
+        "policy_file": getattr(args, "policy", None),
     }
     if flags["dispatch_mode"] is not None:
         flags["dispatch_mode"] = DispatchMode(str(flags["dispatch_mode"]))
@@ -150,7 +167,7 @@ def _settings(args: argparse.Namespace) -> Settings:
 def _up(args: argparse.Namespace) -> int:
     from cortex_apps.up import build_app, build_container
 
-    app = build_app(build_container({"routing_file": args.routing}))
+    app = build_app(build_container({"routing_file": args.routing, "policy_file": args.policy}))
     return _serve_http(app, args, "embedded: in-memory bus, stores and safety policy")
 
 
@@ -175,7 +192,15 @@ def _worker(args: argparse.Namespace) -> int:
     return 0
 
 
+def _safety_kernel(args: argparse.Namespace) -> int:
+    from cortex_apps.distributed import run_safety_kernel
+
+    asyncio.run(run_safety_kernel(_settings(args)))
+    return 0
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "safety-kernel": _safety_kernel,
     "up": _up,
     "gateway": _gateway,
     "scheduler": _scheduler,

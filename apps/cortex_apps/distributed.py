@@ -12,6 +12,8 @@ from dependency_injector import containers, providers
 from litestar import Litestar
 
 from cortex_adapters.codec import ProtobufCodec
+from cortex_adapters.config.policy import ReloadingPolicy
+from cortex_adapters.grpc import GrpcSafetyChecker, SafetyKernelServer
 from cortex_adapters.http import create_app
 from cortex_adapters.memory import InMemoryMetrics
 from cortex_adapters.nats import NatsBus
@@ -52,6 +54,12 @@ class DistributedContainer(containers.DeclarativeContainer):
         max_value_bytes=config.max_value_bytes,
     )
     jobs = providers.Singleton(RedisJobStore, url=config.redis_url)
+    safety = providers.Singleton(
+        GrpcSafetyChecker,
+        address=config.safety_kernel_addr,
+        timeout_s=config.safety_timeout_s,
+        metrics=metrics,
+    )
     services = providers.Container(
         CortexServices,
         config=config,
@@ -60,6 +68,7 @@ class DistributedContainer(containers.DeclarativeContainer):
         jobs=jobs,
         metrics=metrics,
         clock=clock,
+        safety=safety,
     )
 
 
@@ -81,7 +90,7 @@ def gateway_app(settings: Settings) -> Litestar:
 async def run_scheduler(settings: Settings) -> None:
     c = build_container(settings, instance_name("scheduler"))
     s = c.services
-    components = [c.bus(), c.jobs(), s.registry(), s.safety(), s.scheduler()]
+    components = [c.bus(), c.jobs(), s.registry(), c.safety(), s.scheduler()]
     await serve_until_signalled(components, "cortex scheduler ready")
 
 
@@ -91,4 +100,15 @@ async def run_echo_worker(settings: Settings) -> None:
     c = build_container(settings, worker_id)
     await serve_until_signalled(
         [c.bus(), c.memory(), c.services.echo_worker()], f"cortex worker {worker_id} ready"
+    )
+
+
+async def run_safety_kernel(settings: Settings) -> None:
+    """The Safety Kernel: the policy file (validated now, reloaded when it changes) over gRPC."""
+    policy = ReloadingPolicy(settings.policy_file, interval_s=settings.policy_reload_s)
+    server = SafetyKernelServer(
+        policy=policy, address=settings.safety_kernel_addr, metrics=InMemoryMetrics()
+    )
+    await serve_until_signalled(
+        [policy, server], lambda: f"cortex safety-kernel ready on {server.target}"
     )

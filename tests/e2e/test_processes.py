@@ -47,10 +47,14 @@ def env() -> Iterator[dict[str, str]]:
 
 @pytest.fixture
 def cortex(env: dict[str, str]) -> Iterator[tuple[str, list[Proc]]]:
-    procs = [Proc("gateway", "--port", "0", env=env), Proc("scheduler", env=env)]
+    """Gateway, scheduler and Safety Kernel as separate processes (workers come per test)."""
+    kernel = Proc("safety-kernel", "--address", "127.0.0.1:0", env=env)
+    procs = [kernel]
     try:
-        base = procs[0].wait_for(r"Cortex is up \(gateway.*\) on (http://\S+)").group(1)
-        procs[1].wait_for("cortex scheduler ready")
+        env["SAFETY_KERNEL_ADDR"] = kernel.wait_for(r"safety-kernel ready on (\S+)").group(1)
+        procs += [Proc("gateway", "--port", "0", env=env), Proc("scheduler", env=env)]
+        base = procs[1].wait_for(r"Cortex is up \(gateway.*\) on (http://\S+)").group(1)
+        procs[2].wait_for("cortex scheduler ready")
         yield base, procs
     finally:
         for p in reversed(procs):
@@ -138,7 +142,7 @@ def test_a_worker_killed_mid_burst_loses_no_job(
         for i, job_id in enumerate(ids):
             assert json.loads(http.get(f"/v1/jobs/{job_id}/result").content)["echo"] == f"p{i}"
     # Exactly once: the scheduler committed exactly one completion per job.
-    finishes = [line for line in procs[1].lines if "job_finished" in line]
+    finishes = [line for line in procs[2].lines if "job_finished" in line]
     for job_id in ids:
         assert sum(f"job_id={job_id} " in line for line in finishes) == 1, job_id
 
@@ -181,7 +185,7 @@ def test_bad_input_on_the_bus_is_dropped_and_nothing_gets_stuck(
     with httpx.Client(base_url=base, timeout=10) as http:
         job_id = http.post("/v1/jobs", json={"prompt": "after the junk"}).json()["job_id"]
         assert finished(http, [job_id])[job_id]["status"] == "COMPLETED"
-    scheduler = procs[1]
+    scheduler = procs[2]
     scheduler.wait_for("packet_dropped.*reason=unknown_job")
     scheduler.wait_for("packet_dropped.*reason=unexpected_payload")
     assert sum("packet_dropped" in line and "undecodable" in line for line in scheduler.lines) >= 2
@@ -210,3 +214,35 @@ def test_sigterm_lets_a_worker_finish_the_job_in_flight(
         assert status["status"] == "COMPLETED"
     assert "job_done" in worker.output
     assert "Traceback" not in worker.output, worker.output
+
+
+def test_a_dead_safety_kernel_denies_jobs_and_a_restarted_one_allows_them(
+    cortex: tuple[str, list[Proc]], env: dict[str, str]
+) -> None:
+    base, procs = cortex
+    procs.append(start_worker(env, f"echo-{uuid.uuid4().hex[:6]}"))
+    kernel, address = procs[0], env["SAFETY_KERNEL_ADDR"]
+    with httpx.Client(base_url=base, timeout=10) as http:
+        ok = http.post("/v1/jobs", json={"prompt": "before"}).json()["job_id"]
+        assert finished(http, [ok])[ok]["status"] == "COMPLETED"
+
+        kernel.kill()
+        denied = [
+            http.post("/v1/jobs", json={"prompt": f"d{i}"}).json()["job_id"] for i in range(5)
+        ]
+        for state in finished(http, denied).values():
+            assert (state["status"], state["reason"]) == ("DENIED", "safety kernel unavailable")
+            assert state["result_ptr"] is None  # never reached a worker
+
+        restarted = Proc("safety-kernel", "--address", address, env=env)
+        procs[0] = restarted
+        restarted.wait_for("safety-kernel ready")
+        deadline = time.monotonic() + 30  # the client's breaker lets a probe through soon
+        while True:
+            job_id = http.post("/v1/jobs", json={"prompt": "after"}).json()["job_id"]
+            state = finished(http, [job_id])[job_id]
+            if state["status"] == "COMPLETED":
+                break
+            assert state["reason"] == "safety kernel unavailable", state
+            assert time.monotonic() < deadline, "the kernel came back but jobs are still denied"
+            time.sleep(0.5)

@@ -61,8 +61,18 @@ FROZEN_FIELDS: dict[str, dict[str, int]] = {
     "SubmitJobResponse": {"job_id": 1, "trace_id": 2},
     "GetJobStatusRequest": {"job_id": 1},
     "GetJobStatusResponse": {"job_id": 1, "status": 2, "result_ptr": 3},
-    "PolicyCheckRequest": {"job_id": 1, "topic": 2, "tenant": 3},
-    "PolicyCheckResponse": {"decision": 1, "reason": 2},
+    "PolicyCheckRequest": {
+        "job_id": 1,
+        "topic": 2,
+        "tenant": 3,
+        "priority": 4,
+        "adapter_id": 5,
+        "labels": 6,
+        "prompt_bytes": 7,
+    },
+    "PolicyCheckResponse": {"decision": 1, "reason": 2, "rule_id": 3},
+    "RuleEvaluation": {"rule_id": 1, "matched": 2, "why": 3},
+    "PolicyExplanation": {"decision": 1, "reason": 2, "rule_id": 3, "evaluations": 4},
 }
 FROZEN_ENUMS: dict[str, dict[str, int]] = {
     "JobPriority": {"UNSPECIFIED": 0, "INTERACTIVE": 1, "BATCH": 2},
@@ -77,7 +87,7 @@ FROZEN_ENUMS: dict[str, dict[str, int]] = {
         "TIMEOUT": 7,
         "APPROVAL_REQUIRED": 8,
     },
-    "DecisionType": {"UNSPECIFIED": 0, "ALLOW": 1, "DENY": 2},
+    "DecisionType": {"UNSPECIFIED": 0, "ALLOW": 1, "DENY": 2, "REQUIRE_APPROVAL": 3},
 }
 
 

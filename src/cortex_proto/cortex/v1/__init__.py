@@ -17,6 +17,8 @@ __all__ = (
     "JobStatus",
     "PolicyCheckRequest",
     "PolicyCheckResponse",
+    "PolicyExplanation",
+    "RuleEvaluation",
     "SafetyKernelStub",
     "SubmitJobRequest",
     "SubmitJobResponse",
@@ -41,12 +43,18 @@ class DecisionType(betterproto2.Enum):
 
     DENY = 2
 
+    REQUIRE_APPROVAL = 3
+    """
+    appended: a person must approve the job first
+    """
+
     @classmethod
     def betterproto_value_to_renamed_proto_names(cls) -> dict[int, str]:
         return {
             0: "DECISION_TYPE_UNSPECIFIED",
             1: "DECISION_TYPE_ALLOW",
             2: "DECISION_TYPE_DENY",
+            3: "DECISION_TYPE_REQUIRE_APPROVAL",
         }
 
     @classmethod
@@ -55,6 +63,7 @@ class DecisionType(betterproto2.Enum):
             "DECISION_TYPE_UNSPECIFIED": 0,
             "DECISION_TYPE_ALLOW": 1,
             "DECISION_TYPE_DENY": 2,
+            "DECISION_TYPE_REQUIRE_APPROVAL": 3,
         }
 
 
@@ -332,6 +341,23 @@ class PolicyCheckRequest(betterproto2.Message):
 
     tenant: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
 
+    priority: "str" = betterproto2.field(4, betterproto2.TYPE_STRING)
+    """
+    Appended fields: everything the policy may look at, except the payload.
+
+    "interactive" (the default when empty) or "batch"
+    """
+
+    adapter_id: "str" = betterproto2.field(5, betterproto2.TYPE_STRING)
+
+    labels: "dict[str, str]" = betterproto2.field(
+        6,
+        betterproto2.TYPE_MAP,
+        map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_STRING),
+    )
+
+    prompt_bytes: "int" = betterproto2.field(7, betterproto2.TYPE_UINT64)
+
 
 default_message_pool.register_message("cortex.v1", "PolicyCheckRequest", PolicyCheckRequest)
 
@@ -344,8 +370,51 @@ class PolicyCheckResponse(betterproto2.Message):
 
     reason: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
 
+    rule_id: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
+    """
+    appended: the rule that decided, "default" if none matched
+    """
+
 
 default_message_pool.register_message("cortex.v1", "PolicyCheckResponse", PolicyCheckResponse)
+
+
+@dataclass(eq=False, repr=False)
+class PolicyExplanation(betterproto2.Message):
+    """
+    Appended: the decision Check would give, and every rule's verdict, in policy order.
+    """
+
+    decision: "DecisionType" = betterproto2.field(
+        1, betterproto2.TYPE_ENUM, default_factory=lambda: DecisionType(0)
+    )
+
+    reason: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+
+    rule_id: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
+
+    evaluations: "list[RuleEvaluation]" = betterproto2.field(
+        4, betterproto2.TYPE_MESSAGE, repeated=True
+    )
+
+
+default_message_pool.register_message("cortex.v1", "PolicyExplanation", PolicyExplanation)
+
+
+@dataclass(eq=False, repr=False)
+class RuleEvaluation(betterproto2.Message):
+    """
+    Appended: one rule's verdict in an Explain answer.
+    """
+
+    rule_id: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+
+    matched: "bool" = betterproto2.field(2, betterproto2.TYPE_BOOL)
+
+    why: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
+
+
+default_message_pool.register_message("cortex.v1", "RuleEvaluation", RuleEvaluation)
 
 
 @dataclass(eq=False, repr=False)
@@ -409,6 +478,17 @@ class SafetyKernelStub:
             "/cortex.v1.SafetyKernel/Check",
             PolicyCheckRequest.SerializeToString,
             PolicyCheckResponse.FromString,
+        )(message)
+
+    def explain(self, message: "PolicyCheckRequest") -> "PolicyExplanation":
+        """
+        Appended: every rule's verdict for one request, for tooling (not on the hot path).
+        """
+
+        return self._channel.unary_unary(
+            "/cortex.v1.SafetyKernel/Explain",
+            PolicyCheckRequest.SerializeToString,
+            PolicyExplanation.FromString,
         )(message)
 
 

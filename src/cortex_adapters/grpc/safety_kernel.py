@@ -1,0 +1,253 @@
+"""The Safety Kernel as a gRPC service: ``cortex.v1.SafetyKernel`` on a ``grpc.aio`` server.
+
+* ``Check`` evaluates the policy *current at that call* (``ReloadingPolicy.current`` or any
+  callable returning a ``Policy``), so a reloaded policy file takes effect without a restart.
+  Every decision is logged (job_id, topic, rule_id, decision) and counted
+  (``Metrics.inc_safety_decision``).
+* ``Explain`` answers what ``Check`` would decide and every rule's verdict, for tooling.
+* A request the policy can't evaluate (no ``job_id``, no ``topic``, an unknown ``priority``,
+  undecodable bytes) gets ``INVALID_ARGUMENT`` naming the field; a policy that raises gets
+  ``INTERNAL``. Clients fail closed on both.
+* The standard health service (``grpc.health.v1.Health``: SERVING for ``""`` and
+  ``cortex.v1.SafetyKernel`` while up, NOT_SERVING while closing) and server reflection
+  (``grpcurl -plaintext HOST:PORT list``) are served alongside.
+
+grpcio serves the generic handlers; the codecs are in ``_safety_wire`` (docs/adr/0002, 0007).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Protocol
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_health.v1.health import aio as health_aio  # type: ignore[attr-defined]  # not in stubs
+from grpc_reflection.v1alpha import reflection
+
+from cortex_adapters.grpc._safety_wire import (
+    SERVICE_NAME,
+    CheckCodecName,
+    InvalidRequest,
+    check_codec,
+    encode_explanation,
+)
+from cortex_core.policy import Policy, SafetyRequest
+from cortex_core.ports import Metrics
+
+# Registers cortex/v1/safety.proto in protobuf's default descriptor pool: reflection serves it.
+from cortex_proto._wire.cortex.v1 import safety_pb2 as _safety_pb2  # noqa: F401
+
+log = logging.getLogger("cortex.safety_kernel")
+
+DEFAULT_ADDRESS = "127.0.0.1:50051"
+HEALTH_SERVICE_NAME: str = health.SERVICE_NAME
+# Our client pings every 20 s while idle (see safety_client); allow that, not more often.
+_SERVER_OPTIONS: list[tuple[str, int]] = [
+    ("grpc.so_reuseport", 0),  # a second kernel on a taken port must fail, not share it
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.min_recv_ping_interval_without_data_ms", 10_000),
+]
+
+
+class CurrentPolicy(Protocol):
+    """Anything that holds the policy in force, such as ``ReloadingPolicy``."""
+
+    @property
+    def current(self) -> Policy: ...
+
+
+PolicySource = Policy | CurrentPolicy | Callable[[], Policy]
+
+
+class _HealthServicer(Protocol):
+    """What we use of ``grpc_health.v1.health.aio.HealthServicer`` (its stubs lack ``aio``)."""
+
+    async def set(
+        self, service: str, status: health_pb2.HealthCheckResponse.ServingStatus
+    ) -> None: ...
+
+    async def enter_graceful_shutdown(self) -> None: ...
+
+
+class SafetyKernelBindError(RuntimeError):
+    """The kernel could not listen on its address."""
+
+
+def _policy_getter(source: PolicySource) -> Callable[[], Policy]:
+    if isinstance(source, Policy):
+        return lambda: source
+    if callable(source):
+        return source
+    return lambda: source.current
+
+
+def _client_target(address: str, port: int) -> str:
+    host = address.rpartition(":")[0]
+    host = {"0.0.0.0": "127.0.0.1", "[::]": "[::1]", "": "127.0.0.1"}.get(host, host)
+    return f"{host}:{port}"
+
+
+class SafetyKernelServer:
+    """``start()`` binds and serves; ``close()`` stops. Port 0 binds a free port (``port``)."""
+
+    def __init__(
+        self,
+        *,
+        policy: PolicySource,
+        address: str = DEFAULT_ADDRESS,
+        metrics: Metrics | None = None,
+        check_codec_name: CheckCodecName = "upb",
+    ) -> None:
+        self._policy = _policy_getter(policy)
+        self._address = address
+        self._metrics = metrics
+        self._codec = check_codec(check_codec_name)
+        self._server: grpc.aio.Server | None = None
+        self._health: _HealthServicer | None = None
+        self._port: int | None = None
+        self._checks = 0
+        self._explains = 0
+
+    @property
+    def address(self) -> str:
+        """The address as configured (``host:port``; the port may be 0)."""
+        return self._address
+
+    @property
+    def port(self) -> int:
+        """The port actually bound; only after ``start()``."""
+        if self._port is None:
+            raise RuntimeError("the safety kernel has not been started")
+        return self._port
+
+    @property
+    def target(self) -> str:
+        """``host:port`` a client on this host can dial (a wildcard host becomes loopback)."""
+        return _client_target(self._address, self.port)
+
+    @property
+    def checks_served(self) -> int:
+        """``Check`` calls that reached this server, invalid ones included."""
+        return self._checks
+
+    @property
+    def explains_served(self) -> int:
+        return self._explains
+
+    async def start(self) -> None:
+        if self._server is not None:
+            return
+        server = grpc.aio.server(options=_SERVER_OPTIONS)
+        server.add_generic_rpc_handlers((self._handler(),))
+        health_servicer: _HealthServicer = health_aio.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+        reflection.enable_server_reflection(
+            (SERVICE_NAME, HEALTH_SERVICE_NAME, reflection.SERVICE_NAME), server
+        )
+        try:
+            port = server.add_insecure_port(self._address)
+        except RuntimeError as exc:
+            raise SafetyKernelBindError(
+                f"the safety kernel cannot listen on {self._address}: the port is taken or the "
+                f"host is not an address of this machine ({exc})"
+            ) from exc
+        await server.start()
+        for name in ("", SERVICE_NAME):
+            await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+        self._server, self._health, self._port = server, health_servicer, port
+        log.info(
+            "safety_kernel_started",
+            extra={
+                "component": "safety-kernel",
+                "address": self._address,
+                "port": port,
+                "codec": self._codec.name,
+            },
+        )
+
+    async def close(self, grace: float | None = 1.0) -> None:
+        """Report NOT_SERVING, let calls in flight finish for ``grace`` seconds, stop."""
+        server, self._server = self._server, None
+        if server is None:
+            return
+        if self._health is not None:
+            await self._health.enter_graceful_shutdown()
+        await server.stop(grace)
+        log.info(
+            "safety_kernel_stopped",
+            extra={"component": "safety-kernel", "address": self._address, "port": self._port},
+        )
+
+    # -- handlers ----------------------------------------------------------------------
+
+    def _handler(self) -> grpc.GenericRpcHandler[bytes, bytes]:
+        return grpc.method_handlers_generic_handler(
+            SERVICE_NAME,
+            {
+                "Check": grpc.unary_unary_rpc_method_handler(self._check),
+                "Explain": grpc.unary_unary_rpc_method_handler(self._explain),
+            },
+        )
+
+    async def _decode(
+        self, data: bytes, context: grpc.aio.ServicerContext[bytes, bytes]
+    ) -> SafetyRequest:
+        try:
+            return self._codec.decode_request(data)
+        except InvalidRequest as exc:
+            log.warning(
+                "safety_request_invalid",
+                extra={"component": "safety-kernel", "error": str(exc), "peer": context.peer()},
+            )
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+
+    async def _check(self, data: bytes, context: grpc.aio.ServicerContext[bytes, bytes]) -> bytes:
+        self._checks += 1
+        request = await self._decode(data, context)
+        try:
+            decision = self._policy().evaluate(request)
+        except Exception:
+            log.exception(
+                "safety_policy_failed",
+                extra={"component": "safety-kernel", "job_id": request.job_id},
+            )
+            await context.abort(grpc.StatusCode.INTERNAL, "policy evaluation failed")
+        log.info(
+            "safety_decision",
+            extra={
+                "component": "safety-kernel",
+                "job_id": request.job_id,
+                "topic": request.topic,
+                "tenant_id": request.tenant_id,
+                "rule_id": decision.rule_id,
+                "decision": decision.decision.value,
+            },
+        )
+        if self._metrics is not None:
+            self._metrics.inc_safety_decision(decision.rule_id, decision.decision.value)
+        return self._codec.encode_decision(decision)
+
+    async def _explain(self, data: bytes, context: grpc.aio.ServicerContext[bytes, bytes]) -> bytes:
+        self._explains += 1
+        request = await self._decode(data, context)
+        try:
+            explanation = self._policy().explain(request)
+        except Exception:
+            log.exception(
+                "safety_policy_failed",
+                extra={"component": "safety-kernel", "job_id": request.job_id},
+            )
+            await context.abort(grpc.StatusCode.INTERNAL, "policy evaluation failed")
+        log.info(
+            "safety_explained",
+            extra={
+                "component": "safety-kernel",
+                "job_id": request.job_id,
+                "topic": request.topic,
+                "rule_id": explanation.decision.rule_id,
+                "decision": explanation.decision.decision.value,
+            },
+        )
+        return encode_explanation(explanation)
