@@ -12,7 +12,13 @@ import pytest
 from cortex_adapters.codec import ProtobufCodec
 from cortex_adapters.memory import InMemoryBus, InMemoryMemoryStore, InMemoryMetrics
 from cortex_adapters.worker import JobContext, Worker, WorkerConfig, echo_handler
-from cortex_core.bus_protocol import SUBJECT_HEARTBEAT_ALL, SUBJECT_JOB_RESULT, worker_subject
+from cortex_adapters.worker.runtime import JobError
+from cortex_core.bus_protocol import (
+    SUBJECT_HEARTBEAT_ALL,
+    SUBJECT_JOB_CANCEL,
+    SUBJECT_JOB_RESULT,
+    worker_subject,
+)
 from cortex_core.messages import (
     BusPacket,
     Heartbeat,
@@ -54,7 +60,7 @@ class Rig:
         return self.results
 
 
-async def rig_with(handler: object, parallel: int = 2) -> tuple[Rig, Worker]:
+async def rig_with(handler: object, parallel: int = 2, **config: object) -> tuple[Rig, Worker]:
     clock = FakeClock()
     bus = InMemoryBus(codec=ProtobufCodec(), strict=True)
     rig = Rig(bus, InMemoryMemoryStore(clock=clock), InMemoryMetrics(), [], [])
@@ -76,6 +82,7 @@ async def rig_with(handler: object, parallel: int = 2) -> tuple[Rig, Worker]:
             topics=("job.echo",),
             max_parallel_jobs=parallel,
             heartbeat_interval_s=60,
+            **config,  # type: ignore[arg-type]
         ),
         handler=handler,  # type: ignore[arg-type]
         bus=bus,
@@ -174,4 +181,141 @@ async def test_never_more_than_max_parallel_jobs_at_once() -> None:
     assert {r.status for r in results} == {JobStatus.COMPLETED}
     assert peak == 3
     await worker.close()
+    await rig.bus.close()
+
+
+async def test_a_cancel_stops_the_running_handler_and_reports_cancelled() -> None:
+    started, stopped = asyncio.Event(), asyncio.Event()
+
+    async def handler(job: JobContext) -> bytes:
+        started.set()
+        try:
+            await asyncio.sleep(30)
+        finally:
+            stopped.set()
+        return b"{}"
+
+    rig, worker = await rig_with(handler)
+    await rig.job("j1")
+    await asyncio.wait_for(started.wait(), 5)
+    await rig.send(JobCancel(job_id="j1", reason="user asked"), SUBJECT_JOB_CANCEL)
+    (result,) = await rig.until(1)
+    assert (result.status, result.error_message) == (JobStatus.CANCELLED, "user asked")
+    assert stopped.is_set()
+    assert worker.active_jobs == 0
+    await worker.close()
+    await rig.bus.close()
+
+
+async def test_a_cancel_that_arrives_first_is_remembered(echo: Rig) -> None:
+    await echo.send(JobCancel(job_id="j1", reason="early"), SUBJECT_JOB_CANCEL)
+    await echo.bus.settle()
+    await echo.job("j1")
+    (result,) = await echo.until(1)
+    assert (result.status, result.error_message) == (JobStatus.CANCELLED, "early")
+    assert await echo.memory.get_result("j1") is None
+
+
+async def test_a_job_past_its_time_ends_timeout() -> None:
+    async def slow(job: JobContext) -> bytes:
+        await asyncio.sleep(30)
+        return b"{}"
+
+    rig, worker = await rig_with(slow, job_timeout_s=0.05)
+    await rig.job("j1")
+    (result,) = await rig.until(1)
+    assert (result.status, result.error_code) == (JobStatus.TIMEOUT, "timeout")
+    assert worker.active_jobs == 0
+    await worker.close()
+    await rig.bus.close()
+
+
+async def test_the_job_deadline_is_honoured(echo: Rig) -> None:
+    # FakeClock says "now" is 1_763_726_400: a deadline before that has passed already.
+    await echo.memory.put_context("late", b'{"prompt":"x"}')
+    await echo.send(
+        JobRequest(
+            job_id="late",
+            topic="job.echo",
+            context_ptr=context_ptr("late"),
+            deadline=1_763_726_399.0,
+        )
+    )
+    (result,) = await echo.until(1)
+    assert (result.status, result.error_code) == (JobStatus.TIMEOUT, "timeout")
+
+
+async def test_an_exception_with_an_error_code_keeps_it() -> None:
+    class QuotaExceeded(JobError):
+        error_code = "quota_exceeded"
+
+    async def handler(job: JobContext) -> bytes:
+        raise QuotaExceeded("tenant a is over its quota")
+
+    rig, worker = await rig_with(handler)
+    await rig.job("j1")
+    (result,) = await rig.until(1)
+    assert (result.status, result.error_code, result.error_message) == (
+        JobStatus.FAILED,
+        "quota_exceeded",
+        "tenant a is over its quota",
+    )
+    await worker.close()
+    await rig.bus.close()
+
+
+async def test_heartbeats_carry_live_load() -> None:
+    release = asyncio.Event()
+
+    async def busy(job: JobContext) -> bytes:
+        deadline = asyncio.get_running_loop().time() + 0.05
+        while asyncio.get_running_loop().time() < deadline:
+            pass  # burn CPU so the measured load is visibly above zero
+        await release.wait()
+        return b"{}"
+
+    rig, worker = await rig_with(busy, parallel=3)
+    await rig.job("j1")
+    await rig.job("j2")
+    async with asyncio.timeout(5):
+        while worker.active_jobs < 2:
+            await asyncio.sleep(0.005)
+    seen = len(rig.heartbeats)
+    await worker.heartbeat()
+    async with asyncio.timeout(5):  # not settle(): the two jobs are deliberately still running
+        while len(rig.heartbeats) == seen:
+            await asyncio.sleep(0.005)
+    hb = rig.heartbeats[-1]
+    assert (hb.worker_id, hb.pool, hb.max_parallel_jobs, hb.active_jobs) == ("w1", "echo", 3, 2)
+    assert hb.cpu_load > 0.0
+    release.set()
+    await rig.until(2)
+    await worker.heartbeat()
+    await rig.bus.settle()  # nothing is running now
+    assert rig.heartbeats[-1].active_jobs == 0
+    await worker.close()
+    await rig.bus.close()
+
+
+async def test_a_handler_with_a_lifecycle_is_started_and_closed() -> None:
+    class Client:
+        def __init__(self) -> None:
+            self.events: list[str] = []
+
+        async def start(self) -> None:
+            self.events.append("start")
+
+        async def close(self) -> None:
+            self.events.append("close")
+
+        async def __call__(self, job: JobContext) -> bytes:
+            self.events.append("job")
+            return b"{}"
+
+    client = Client()
+    rig, worker = await rig_with(client)
+    await rig.job("j1")
+    await rig.until(1)
+    await worker.close()
+    assert client.events == ["start", "job", "close"]
     await rig.bus.close()

@@ -8,6 +8,18 @@ exception's type and message, and the worker carries on.
 A job's packet counts as handled only once its result is published: the bus acknowledges it
 when ``_on_job`` returns. A worker that dies mid-job leaves the packet unacknowledged, and a
 durable bus hands it to another worker.
+
+A job ends:
+
+* COMPLETED with the handler's bytes stored under ``res:<job_id>``;
+* FAILED when the handler raises: ``error_code`` is the exception's ``error_code`` attribute
+  if it has one, else its type name, and ``error_message`` its text;
+* CANCELLED when a ``JobCancel`` for it arrives on ``sys.job.cancel`` (the handler task is
+  cancelled; a cancel that arrives before its job is remembered);
+* TIMEOUT when the job's ``deadline`` passes, or ``job_timeout_s`` does, first.
+
+A handler may be a plain async function or an object with ``async start()``/``close()`` (an
+HTTP client, say): the worker starts it before taking jobs and closes it after the last one.
 """
 
 from __future__ import annotations
@@ -16,17 +28,19 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from cortex_core.bus_protocol import (
+    SUBJECT_JOB_CANCEL,
     SUBJECT_JOB_RESULT,
     heartbeat_subject,
     pool_queue,
     worker_subject,
 )
 from cortex_core.errors import CortexError
-from cortex_core.messages import BusPacket, Heartbeat, JobRequest, JobResult, JobStatus
+from cortex_core.messages import BusPacket, Heartbeat, JobCancel, JobRequest, JobResult, JobStatus
 from cortex_core.pointers import check_context_ptr
 from cortex_core.ports import Bus, Clock, MemoryStore, Metrics, Subscription
 
@@ -56,6 +70,17 @@ class WorkerConfig:
     region: str = ""
     type: str = ""
     capabilities: tuple[str, ...] = ()
+    job_timeout_s: float | None = None
+    """Longest a handler may run, whatever the job's own deadline (None: no limit)."""
+
+
+class JobError(Exception):
+    """A handler's failure with a stable ``error_code`` (the type name is used otherwise)."""
+
+    error_code = "job_error"
+
+
+_REMEMBERED_CANCELS = 4096
 
 
 class Worker:
@@ -80,6 +105,8 @@ class Worker:
         self._metrics = metrics
         self._slots = asyncio.Semaphore(config.max_parallel_jobs)
         self._active = 0
+        self._running: dict[str, asyncio.Task[bytes]] = {}
+        self._cancelled: OrderedDict[str, str] = OrderedDict()  # job_id -> reason
         self._subs: list[Subscription] = []
         self._heartbeats: asyncio.Task[None] | None = None
         self._cpu_mark = (time.process_time(), time.monotonic())
@@ -91,8 +118,12 @@ class Worker:
     async def start(self) -> None:
         cfg = self.config
         n = cfg.max_parallel_jobs
+        handler_start = getattr(self._handler, "start", None)
+        if callable(handler_start):
+            await handler_start()
         self._subs = [
-            await self._bus.subscribe(worker_subject(cfg.worker_id), self._on_job, max_in_flight=n)
+            await self._bus.subscribe(SUBJECT_JOB_CANCEL, self._on_cancel),
+            await self._bus.subscribe(worker_subject(cfg.worker_id), self._on_job, max_in_flight=n),
         ]
         for topic in cfg.topics:
             self._subs.append(
@@ -115,6 +146,9 @@ class Worker:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._heartbeats
             self._heartbeats = None
+        handler_close = getattr(self._handler, "close", None)
+        if callable(handler_close):
+            await handler_close()
 
     def _cpu_load(self) -> float:
         """This process's CPU time over wall time since the last heartbeat (0..1 of one core)."""
@@ -196,18 +230,57 @@ class Worker:
             },
         )
 
+    async def _on_cancel(self, packet: BusPacket) -> None:
+        cancel = packet.payload
+        if not isinstance(cancel, JobCancel):
+            return
+        reason = cancel.reason or "cancelled"
+        task = self._running.get(cancel.job_id)
+        if task is not None:
+            self._cancelled[cancel.job_id] = reason
+            task.cancel()
+            log.info(
+                "job_cancelling",
+                extra={
+                    "component": "worker",
+                    "job_id": cancel.job_id,
+                    "worker_id": self.config.worker_id,
+                },
+            )
+        else:  # not here (yet): remember it, in case the job arrives after its cancel
+            self._cancelled[cancel.job_id] = reason
+            while len(self._cancelled) > _REMEMBERED_CANCELS:
+                self._cancelled.popitem(last=False)
+
+    def _time_left(self, request: JobRequest) -> float | None:
+        limits = [self.config.job_timeout_s] if self.config.job_timeout_s is not None else []
+        if request.deadline is not None:
+            limits.append(request.deadline - self._clock.now())
+        return min(limits) if limits else None
+
     async def _execute(self, request: JobRequest, trace_id: str) -> JobResult:
         wid = self.config.worker_id
         started = time.perf_counter()
 
-        def failed(code: str, message: str) -> JobResult:
+        def ended(status: JobStatus, code: str, message: str) -> JobResult:
             return JobResult(
                 job_id=request.job_id,
-                status=JobStatus.FAILED,
+                status=status,
                 worker_id=wid,
                 execution_ms=int((time.perf_counter() - started) * 1000),
                 error_code=code,
                 error_message=message,
+            )
+
+        def failed(code: str, message: str) -> JobResult:
+            return ended(JobStatus.FAILED, code, message)
+
+        if request.job_id in self._cancelled:
+            return ended(JobStatus.CANCELLED, "cancelled", self._cancelled.pop(request.job_id))
+        time_left = self._time_left(request)
+        if time_left is not None and time_left <= 0:
+            return ended(
+                JobStatus.TIMEOUT, "timeout", "the job's deadline passed before it started"
             )
 
         try:
@@ -217,10 +290,31 @@ class Worker:
         context = await self._memory.get_context(request.job_id)
         if context is None:
             return failed("context_missing", f"no context under {request.context_ptr}")
+        job = JobContext(request, context, trace_id, wid)
+
+        async def run_handler() -> bytes:
+            return await self._handler(job)
+
+        task = asyncio.create_task(run_handler(), name=f"job:{request.job_id}")
+        self._running[request.job_id] = task
         try:
-            output = await self._handler(JobContext(request, context, trace_id, wid))
+            async with asyncio.timeout(time_left):
+                output = await asyncio.shield(task)
+        except TimeoutError:
+            task.cancel()
+            return ended(
+                JobStatus.TIMEOUT, "timeout", f"the job ran past its time ({time_left:.3f} s)"
+            )
+        except asyncio.CancelledError:
+            if request.job_id not in self._cancelled:
+                task.cancel()
+                raise  # the worker itself is being cancelled, not the job
+            return ended(JobStatus.CANCELLED, "cancelled", self._cancelled.pop(request.job_id))
         except Exception as exc:
-            return failed(type(exc).__name__, str(exc))
+            code = getattr(exc, "error_code", None)
+            return failed(code if isinstance(code, str) and code else type(exc).__name__, str(exc))
+        finally:
+            self._running.pop(request.job_id, None)
         pointer = await self._memory.put_result(request.job_id, output)
         return JobResult(
             job_id=request.job_id,
