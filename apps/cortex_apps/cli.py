@@ -96,11 +96,34 @@ def _parser() -> argparse.ArgumentParser:
 
     worker = commands.add_parser("worker", parents=[common], help="run a worker (NATS + Redis)")
     kinds = worker.add_subparsers(dest="kind", required=True, metavar="KIND")
-    echo = kinds.add_parser("echo", parents=[shared], help="the echo worker (pool echo)")
-    echo.add_argument("--worker-id", help="env CORTEX_WORKER_ID (default echo-<host>-<pid>)")
-    echo.add_argument(
+    worker_flags = argparse.ArgumentParser(add_help=False, parents=[shared])
+    worker_flags.add_argument(
+        "--worker-id", help="env CORTEX_WORKER_ID (default <pool>-<host>-<pid>)"
+    )
+    worker_flags.add_argument(
         "--max-parallel-jobs", type=int, help="env CORTEX_MAX_PARALLEL_JOBS (default 4)"
     )
+    worker_flags.add_argument(
+        "--job-timeout-s", type=float, help="env CORTEX_JOB_TIMEOUT_S (default: the job's deadline)"
+    )
+    kinds.add_parser("echo", parents=[worker_flags], help="echo (pool echo, topic job.echo)")
+    kinds.add_parser(
+        "log-analyzer",
+        parents=[worker_flags],
+        help="log analysis (pool log, topic job.log.analyze)",
+    )
+    kinds.add_parser(
+        "llm",
+        parents=[worker_flags],
+        help="an OpenAI-compatible chat endpoint (pool chat-llm, topic job.chat.llm); "
+        "env CORTEX_LLM_BASE_URL, CORTEX_LLM_MODEL, CORTEX_LLM_API_KEY, CORTEX_LLM_TIMEOUT_S",
+    )
+    run = kinds.add_parser(
+        "run", parents=[worker_flags], help="your own handler: --handler module.path:function"
+    )
+    run.add_argument("--handler", required=True, metavar="MODULE:ATTR")
+    run.add_argument("--pool", required=True)
+    run.add_argument("--topic", action="append", default=[], help="repeat for several topics")
     return parser
 
 
@@ -156,6 +179,7 @@ def _settings(args: argparse.Namespace) -> Settings:
         "dispatch_mode": getattr(args, "dispatch_mode", None),
         "worker_id": getattr(args, "worker_id", None),
         "max_parallel_jobs": getattr(args, "max_parallel_jobs", None),
+        "job_timeout_s": getattr(args, "job_timeout_s", None),
         "safety_kernel_addr": getattr(args, "address", None),
         "policy_file": getattr(args, "policy", None),
     }
@@ -186,9 +210,14 @@ def _scheduler(args: argparse.Namespace) -> int:
 
 
 def _worker(args: argparse.Namespace) -> int:
-    from cortex_apps.distributed import run_echo_worker
+    from cortex_apps.distributed import run_worker
+    from cortex_apps.workers import BUILTIN, custom_kind
 
-    asyncio.run(run_echo_worker(_settings(args)))
+    if args.kind == "run":
+        kind = custom_kind(args.handler, args.pool, args.topic)
+    else:
+        kind = BUILTIN[args.kind]()
+    asyncio.run(run_worker(_settings(args), kind))
     return 0
 
 

@@ -19,10 +19,11 @@ from cortex_adapters.memory import InMemoryMetrics
 from cortex_adapters.nats import NatsBus
 from cortex_adapters.redis import RedisJobStore, RedisMemoryStore
 from cortex_adapters.system import SystemClock
-from cortex_adapters.worker import echo as echo_worker
+from cortex_adapters.worker import Worker, WorkerConfig
 from cortex_apps.containers import CortexServices
 from cortex_apps.runtime import lifespan, serve_until_signalled
 from cortex_apps.settings import Settings, instance_name
+from cortex_apps.workers import WorkerKind
 
 
 class DistributedContainer(containers.DeclarativeContainer):
@@ -94,12 +95,27 @@ async def run_scheduler(settings: Settings) -> None:
     await serve_until_signalled(components, "cortex scheduler ready")
 
 
-async def run_echo_worker(settings: Settings) -> None:
-    worker_id = settings.worker_id or instance_name(echo_worker.POOL)
-    settings = dataclasses.replace(settings, worker_id=worker_id)
-    c = build_container(settings, worker_id)
+async def run_worker(settings: Settings, kind: WorkerKind) -> None:
+    """One worker of ``kind``: the runtime on NATS and Redis, until SIGTERM."""
+    worker_id = settings.worker_id or instance_name(kind.pool)
+    c = build_container(dataclasses.replace(settings, worker_id=worker_id), worker_id)
+    worker = Worker(
+        config=WorkerConfig(
+            worker_id=worker_id,
+            pool=kind.pool,
+            topics=kind.topics,
+            max_parallel_jobs=settings.max_parallel_jobs,
+            heartbeat_interval_s=settings.heartbeat_interval_s,
+            job_timeout_s=settings.job_timeout_s,
+        ),
+        handler=kind.make_handler(),
+        bus=c.bus(),
+        memory=c.memory(),
+        clock=c.clock(),
+        metrics=c.metrics(),
+    )
     await serve_until_signalled(
-        [c.bus(), c.memory(), c.services.echo_worker()], f"cortex worker {worker_id} ready"
+        [c.bus(), c.memory(), worker], f"cortex worker {worker_id} ready (pool {kind.pool})"
     )
 
 

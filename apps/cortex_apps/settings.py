@@ -34,6 +34,7 @@ ENV_VARS: Mapping[str, str] = {
     "worker_id": "CORTEX_WORKER_ID",
     "max_parallel_jobs": "CORTEX_MAX_PARALLEL_JOBS",
     "heartbeat_interval_s": "CORTEX_HEARTBEAT_INTERVAL_S",
+    "job_timeout_s": "CORTEX_JOB_TIMEOUT_S",
 }
 """Each setting's environment variable."""
 
@@ -65,6 +66,8 @@ class Settings:
     worker_id: str = ""
     max_parallel_jobs: int = 4
     heartbeat_interval_s: float = 5.0
+    job_timeout_s: float | None = None
+    """A worker's limit on any one job, whatever its deadline (None: only the deadline)."""
 
     @classmethod
     def env_name(cls, field: str) -> str:
@@ -88,7 +91,7 @@ class Settings:
 
 
 def _parse(name: str, raw: str, kind: object) -> object:
-    kind = str(kind)
+    kind = str(kind).removesuffix(" | None")
     try:
         if kind == "bool":
             if raw.lower() in {"1", "true", "yes", "on"}:

@@ -9,6 +9,7 @@ import os
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import nats
@@ -16,12 +17,14 @@ import pytest
 import redis
 
 from cortex_adapters.nats import stream_name
+from tests.fake_openai import FakeOpenAI
 from tests.processes import Proc
 
 pytestmark = [pytest.mark.processes, pytest.mark.nats, pytest.mark.redis]
 
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 NATS_URL = os.environ.get("NATS_URL", "nats://127.0.0.1:4222")
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "uppercase_worker.py"
 
 
 async def _delete_stream(prefix: str) -> None:
@@ -246,3 +249,82 @@ def test_a_dead_safety_kernel_denies_jobs_and_a_restarted_one_allows_them(
             assert state["reason"] == "safety kernel unavailable", state
             assert time.monotonic() < deadline, "the kernel came back but jobs are still denied"
             time.sleep(0.5)
+
+
+@pytest.fixture
+def routing_env(env: dict[str, str], tmp_path: Path) -> dict[str, str]:
+    """The shipped pools plus the docs' example pool ``upper`` (docs/WORKERS.md)."""
+    routing = tmp_path / "routing.yaml"
+    routing.write_text(
+        "routing:\n  pools:\n"
+        '    echo: {topics: ["job.echo"]}\n'
+        '    log: {topics: ["job.log.analyze"]}\n'
+        '    chat-llm: {topics: ["job.chat.llm"]}\n'
+        '    upper: {topics: ["job.upper"]}\n'
+    )
+    env["CORTEX_ROUTING_FILE"] = str(routing)
+    return env
+
+
+def test_every_worker_kind_runs_as_a_process(
+    routing_env: dict[str, str], cortex: tuple[str, list[Proc]]
+) -> None:
+    base, procs = cortex
+    env = routing_env
+    with FakeOpenAI() as llm_server:
+        llm_env = {**env, "CORTEX_LLM_BASE_URL": llm_server.base_url, "CORTEX_LLM_MODEL": "tiny"}
+        workers = [
+            Proc("worker", "log-analyzer", "--worker-id", "log-1", env=env),
+            Proc("worker", "llm", "--worker-id", "llm-1", env=llm_env),
+            Proc(
+                "worker",
+                "run",
+                "--worker-id",
+                "upper-1",
+                "--pool",
+                "upper",
+                "--topic",
+                "job.upper",
+                "--handler",
+                str(EXAMPLE) + ":handle",
+                env=env,
+            ),
+        ]
+        procs += workers
+        for w in workers:
+            w.wait_for("cortex worker .* ready")
+        log_text = "\n".join(
+            [
+                "2026-11-21T14:00:01Z INFO [api] started",
+                "2026-11-21T14:00:02Z ERROR [db] timeout after 30s on 10.0.0.1",
+                "2026-11-21T14:00:03Z ERROR [db] timeout after 45s on 10.0.0.2",
+                "\x00 not a log line",
+            ]
+        )
+        with httpx.Client(base_url=base, timeout=10) as http:
+            ids = {
+                "log": http.post("/v1/jobs", json={"prompt": log_text, "topic": "job.log.analyze"}),
+                "llm": http.post(
+                    "/v1/jobs", json={"prompt": "hello model", "topic": "job.chat.llm"}
+                ),
+                "upper": http.post("/v1/jobs", json={"prompt": "shout", "topic": "job.upper"}),
+                "empty": http.post("/v1/jobs", json={"prompt": "   ", "topic": "job.upper"}),
+            }
+            ids = {k: r.json()["job_id"] for k, r in ids.items()}
+            states = finished(http, list(ids.values()))
+
+            def result(kind: str) -> dict[str, object]:
+                assert states[ids[kind]]["status"] == "COMPLETED", states[ids[kind]]
+                return json.loads(http.get(f"/v1/jobs/{ids[kind]}/result").content)
+
+            report = result("log")
+            assert report["levels"]["ERROR"] == 2
+            assert report["lines"]["malformed"] == 1
+            (signature,) = report["top_error_signatures"]
+            assert signature["count"] == 2
+            assert result("llm")["text"] == "hello model"  # the fake server echoes
+            assert llm_server.requests[-1].body["model"] == "tiny"
+            assert result("upper")["upper"] == "SHOUT"
+            failed = states[ids["empty"]]
+            assert failed["status"] == "FAILED"
+            assert "ValueError" in str(failed["reason"])
