@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 
 import pytest
 
@@ -122,6 +123,13 @@ async def test_every_field_round_trips_exactly(job_store: JobStoreUnderTest) -> 
         tenant_id="acme",
         labels={"env": "prod", "note": 'quotes " and \\ and é ☃', "": "", "k:v": "{}"},
         deadline=0.1 + 0.2,
+        prompt_bytes=2**40 + 7,
+    )
+    # Every field of the spec is set to something other than its default here, so a field
+    # added to JobSpec that a store forgets to keep cannot slip through this test.
+    defaults = JobSpec(job_id="", trace_id="", topic="", context_ptr="", created_at=0.0)
+    assert all(
+        getattr(spec, f.name) != getattr(defaults, f.name) for f in dataclasses.fields(JobSpec)
     )
     pending = new_job(spec, 1_763_726_400.987654321)
     assert (pending.worker_id, pending.result_ptr, pending.reason) == (None, None, None)

@@ -201,6 +201,7 @@ def _encode(job: Job, *, spec: bool = True) -> dict[str, str]:
             "adapter_id": s.adapter_id,
             "tenant_id": s.tenant_id,
             "labels": json.dumps(dict(s.labels), ensure_ascii=False, separators=(",", ":")),
+            "prompt_bytes": str(s.prompt_bytes),
         }
         if s.deadline is not None:
             fields["deadline"] = repr(s.deadline)
@@ -232,6 +233,7 @@ def _decode(key: str, fields: Mapping[str, str]) -> Job:
             tenant_id=field("tenant_id"),
             labels=_labels(field("labels")),
             deadline=optional_float("deadline"),
+            prompt_bytes=int(fields.get("prompt_bytes", "0")),
         )
         return JOB_CLASSES[JobStatus(field("status"))](
             spec=spec,
