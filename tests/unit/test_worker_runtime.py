@@ -60,10 +60,12 @@ class Rig:
         return self.results
 
 
-async def rig_with(handler: object, parallel: int = 2, **config: object) -> tuple[Rig, Worker]:
+async def rig_with(
+    handler: object, parallel: int = 2, memory: InMemoryMemoryStore | None = None, **config: object
+) -> tuple[Rig, Worker]:
     clock = FakeClock()
     bus = InMemoryBus(codec=ProtobufCodec(), strict=True)
-    rig = Rig(bus, InMemoryMemoryStore(clock=clock), InMemoryMetrics(), [], [])
+    rig = Rig(bus, memory or InMemoryMemoryStore(clock=clock), InMemoryMetrics(), [], [])
 
     async def on_result(p: BusPacket) -> None:
         assert isinstance(p.payload, JobResult)
@@ -318,4 +320,82 @@ async def test_a_handler_with_a_lifecycle_is_started_and_closed() -> None:
     await rig.until(1)
     await worker.close()
     assert client.events == ["start", "job", "close"]
+    await rig.bus.close()
+
+
+async def test_a_handler_raising_cancelled_error_fails_its_job_not_the_worker() -> None:
+    async def rogue(job: JobContext) -> bytes:
+        if job.request.job_id == "rogue":
+            raise asyncio.CancelledError
+        return b"{}"
+
+    rig, worker = await rig_with(rogue, parallel=1)
+    await rig.job("rogue")
+    await rig.job("next")
+    results = {r.job_id: r for r in await rig.until(2)}
+    assert (results["rogue"].status, results["rogue"].error_code) == (
+        JobStatus.FAILED,
+        "CancelledError",
+    )
+    assert results["next"].status is JobStatus.COMPLETED  # the subscription lives on
+    await worker.close()
+    await rig.bus.close()
+
+
+async def test_a_cancel_during_the_context_fetch_is_not_lost() -> None:
+    gate, fetching = asyncio.Event(), asyncio.Event()
+
+    class SlowStore(InMemoryMemoryStore):
+        async def get_context(self, job_id: str) -> bytes | None:
+            fetching.set()
+            await gate.wait()
+            return await super().get_context(job_id)
+
+    slow = SlowStore(clock=FakeClock())
+    rig, worker = await rig_with(echo_handler, memory=slow)
+    await slow.put_context("j1", b'{"prompt":"x"}')
+    await rig.send(JobRequest(job_id="j1", topic="job.echo", context_ptr=context_ptr("j1")))
+    await asyncio.wait_for(fetching.wait(), 5)
+    await rig.send(JobCancel(job_id="j1", reason="changed my mind"), SUBJECT_JOB_CANCEL)
+    await asyncio.sleep(0.01)
+    gate.set()
+    (result,) = await rig.until(1)
+    assert (result.status, result.error_message) == (JobStatus.CANCELLED, "changed my mind")
+    await worker.close()
+    await rig.bus.close()
+
+
+async def test_a_timed_out_handler_stops_before_its_slot_is_reused() -> None:
+    running, peak = 0, 0
+
+    async def stubborn(job: JobContext) -> bytes:
+        nonlocal running, peak
+        running += 1
+        peak = max(peak, running)
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            await asyncio.sleep(0.1)  # takes its time to wind down
+            raise
+        finally:
+            running -= 1
+        return b"{}"
+
+    rig, worker = await rig_with(stubborn, parallel=1, job_timeout_s=0.05)
+    for i in range(3):
+        await rig.job(f"j{i}")
+    results = await rig.until(3)
+    assert {r.status for r in results} == {JobStatus.TIMEOUT}
+    assert peak == 1
+    await worker.close()
+    await rig.bus.close()
+
+
+async def test_a_closing_worker_announces_it_has_no_capacity(echo: Rig) -> None:
+    assert echo.heartbeats[-1].max_parallel_jobs == 2
+    # echo's fixture closes the worker; close a second worker here and watch its last word.
+    rig, worker = await rig_with(echo_handler)
+    await worker.close()
+    await rig.bus.settle()
+    assert rig.heartbeats[-1].max_parallel_jobs == 0
     await rig.bus.close()

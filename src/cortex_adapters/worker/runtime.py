@@ -72,6 +72,8 @@ class WorkerConfig:
     capabilities: tuple[str, ...] = ()
     job_timeout_s: float | None = None
     """Longest a handler may run, whatever the job's own deadline (None: no limit)."""
+    stop_grace_s: float = 5.0
+    """How long a handler cancelled for its timeout may take to stop before its slot is freed."""
 
 
 class JobError(Exception):
@@ -107,6 +109,7 @@ class Worker:
         self._active = 0
         self._running: dict[str, asyncio.Task[bytes]] = {}
         self._cancelled: OrderedDict[str, str] = OrderedDict()  # job_id -> reason
+        self._closing = False
         self._subs: list[Subscription] = []
         self._heartbeats: asyncio.Task[None] | None = None
         self._cpu_mark = (time.process_time(), time.monotonic())
@@ -137,15 +140,22 @@ class Worker:
         )
 
     async def close(self) -> None:
-        """Stop taking jobs, finish the ones in flight, stop heartbeating."""
-        for sub in self._subs:
-            await sub.unsubscribe()  # drains: handlers in flight finish first
-        self._subs = []
+        """Stop taking jobs, finish the ones in flight, stop heartbeating.
+
+        The last heartbeat says the worker has no capacity, so no scheduler dispatches to it
+        while it drains.
+        """
+        self._closing = True
         if self._heartbeats is not None:
             self._heartbeats.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._heartbeats
             self._heartbeats = None
+        with contextlib.suppress(Exception):
+            await self.heartbeat()
+        for sub in self._subs:
+            await sub.unsubscribe()  # drains: handlers in flight finish first
+        self._subs = []
         handler_close = getattr(self._handler, "close", None)
         if callable(handler_close):
             await handler_close()
@@ -163,7 +173,7 @@ class Worker:
         hb = Heartbeat(
             worker_id=cfg.worker_id,
             pool=cfg.pool,
-            max_parallel_jobs=cfg.max_parallel_jobs,
+            max_parallel_jobs=0 if self._closing else cfg.max_parallel_jobs,
             active_jobs=self.active_jobs,
             cpu_load=self._cpu_load(),
             region=cfg.region,
@@ -252,6 +262,22 @@ class Worker:
             while len(self._cancelled) > _REMEMBERED_CANCELS:
                 self._cancelled.popitem(last=False)
 
+    async def _stop(self, task: asyncio.Task[bytes]) -> None:
+        """Cancel a handler and wait (boundedly) until it has really stopped, so that its slot
+        is not handed to another job while it still runs."""
+        task.cancel()
+        done, _ = await asyncio.wait({task}, timeout=self.config.stop_grace_s)
+        if not done:
+            log.warning(
+                "handler_ignores_cancellation",
+                extra={
+                    "component": "worker",
+                    "worker_id": self.config.worker_id,
+                    "task": task.get_name(),
+                    "grace_s": self.config.stop_grace_s,
+                },
+            )
+
     def _time_left(self, request: JobRequest) -> float | None:
         limits = [self.config.job_timeout_s] if self.config.job_timeout_s is not None else []
         if request.deadline is not None:
@@ -297,19 +323,26 @@ class Worker:
 
         task = asyncio.create_task(run_handler(), name=f"job:{request.job_id}")
         self._running[request.job_id] = task
+        if request.job_id in self._cancelled:  # cancelled while its context was being fetched
+            task.cancel()
         try:
             async with asyncio.timeout(time_left):
                 output = await asyncio.shield(task)
         except TimeoutError:
-            task.cancel()
+            await self._stop(task)
             return ended(
                 JobStatus.TIMEOUT, "timeout", f"the job ran past its time ({time_left:.3f} s)"
             )
         except asyncio.CancelledError:
-            if request.job_id not in self._cancelled:
+            current = asyncio.current_task()
+            if current is not None and current.cancelling():
                 task.cancel()
                 raise  # the worker itself is being cancelled, not the job
-            return ended(JobStatus.CANCELLED, "cancelled", self._cancelled.pop(request.job_id))
+            if request.job_id in self._cancelled:
+                return ended(JobStatus.CANCELLED, "cancelled", self._cancelled.pop(request.job_id))
+            # Nobody cancelled it: the handler raised CancelledError itself. A failure, not a
+            # reason to take the subscription down with it.
+            return failed("CancelledError", "the handler raised CancelledError unasked")
         except Exception as exc:
             code = getattr(exc, "error_code", None)
             return failed(code if isinstance(code, str) and code else type(exc).__name__, str(exc))
