@@ -136,6 +136,15 @@ class SafetyChecker(Lifecycle, Protocol):
 class WorkerRegistry(Lifecycle, Protocol):
     async def record(self, heartbeat: Heartbeat, seen_at: float) -> None: ...
 
+    async def reserve(self, worker_id: str) -> None:
+        """Count one more job on the worker until its next heartbeat or ``release``: a burst
+        between heartbeats then spreads out instead of piling onto one worker."""
+        ...
+
+    async def release(self, worker_id: str) -> None:
+        """One job of the worker has finished (never below zero)."""
+        ...
+
     async def workers(self, pool: str | None = None) -> Sequence[WorkerState]:
         """The known workers, of one pool or all; may include stale ones (scoring skips them)."""
         ...

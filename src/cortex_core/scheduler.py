@@ -37,11 +37,12 @@ from cortex_core.ports import (
     WorkerRegistry,
 )
 from cortex_core.routing import RoutingTable
-from cortex_core.scoring import ScoringWeights, pick_worker
+from cortex_core.scoring import NO_WORKERS, POOL_AT_CAPACITY, ScoringWeights, pick_worker
 
 log = logging.getLogger("cortex.scheduler")
 
 NO_POOL_FOR_TOPIC = "no_pool_for_topic"
+WAITING_REASONS = frozenset({NO_WORKERS, POOL_AT_CAPACITY})
 DISPATCH_FAILED = "dispatch_failed"
 
 
@@ -86,6 +87,7 @@ class Scheduler:
         self._subscriptions: list[Subscription] = []
 
     async def start(self) -> None:
+        await self._recover_waiting()
         self._subscriptions = [
             await self._bus.subscribe(SUBJECT_JOB_SUBMIT, self.on_submit, queue=QUEUE_SCHEDULER),
             await self._bus.subscribe(SUBJECT_JOB_RESULT, self.on_result, queue=QUEUE_SCHEDULER),
@@ -96,6 +98,30 @@ class Scheduler:
         for sub in self._subscriptions:
             await sub.unsubscribe()
         self._subscriptions = []
+
+    async def _recover_waiting(self) -> None:
+        """Take up the jobs that were waiting for capacity when a scheduler stopped.
+
+        They are PENDING with a waiting reason in the job store; their submits were acked
+        long ago, so nothing else would bring them back. Oldest first, as they arrived.
+        """
+        found: list[PendingJob] = []
+        cursor: str | None = None
+        while True:
+            page, cursor = await self._jobs.list_jobs(
+                status=JobStatus.PENDING, limit=500, cursor=cursor
+            )
+            found += [j for j in page if isinstance(j, PendingJob) and j.reason in WAITING_REASONS]
+            if cursor is None:
+                break
+        for job in sorted(found, key=lambda j: (j.spec.created_at, j.job_id)):
+            pool = self._routing.pool_for(job.spec.topic)
+            if pool is not None:
+                self._waiting.setdefault(pool, deque()).append(job.job_id)
+        if found:
+            log.info(
+                "waiting_jobs_recovered", extra={"component": "scheduler", "count": len(found)}
+            )
 
     def waiting(self, pool: str) -> tuple[str, ...]:
         """Ids of the jobs waiting for capacity in ``pool``, oldest first."""
@@ -166,8 +192,12 @@ class Scheduler:
         if selection.worker is None:
             return selection.reason
         worker_id = selection.worker.worker_id
+        # Count the slot as taken before anything awaits, so that a concurrent dispatch
+        # sees it; give it back if this dispatch doesn't happen after all.
+        await self._registry.reserve(worker_id)
         running = job.dispatch(worker_id, now)
         if not await self._commit(running):
+            await self._registry.release(worker_id)
             return None  # another scheduler replica moved it first
         subject = (
             worker_subject(worker_id)
@@ -183,6 +213,7 @@ class Scheduler:
         try:
             await self._bus.publish(subject, packet)
         except Exception as exc:  # the bus is down: say so on the job, never strand it RUNNING
+            await self._registry.release(worker_id)
             reason = f"{DISPATCH_FAILED}: {type(exc).__name__}: {exc}"
             if await self._commit(running.fail(reason, self._clock.now())):
                 self._metrics.inc_jobs_completed(job.spec.topic, JobStatus.FAILED)
@@ -203,17 +234,22 @@ class Scheduler:
         await self._drain_waiting(hb.pool)
 
     async def _drain_waiting(self, pool: str) -> None:
+        """Dispatch waiting jobs, oldest first, while the pool has capacity.
+
+        Heartbeats and results both drain, possibly interleaved: each drain takes its job off
+        the queue before awaiting anything, so two drains never work on the same entry.
+        """
         queue = self._waiting.get(pool)
         while queue:
-            job = await self._jobs.get(queue[0])
+            job_id = queue.popleft()
+            job = await self._jobs.get(job_id)
             if not isinstance(job, PendingJob):
-                queue.popleft()  # cancelled or otherwise finished while it waited
-                continue
+                continue  # cancelled or otherwise finished while it waited
             reason = await self._try_dispatch(job, pool)
-            if reason is not None:  # still no capacity: it stays first in line
+            if reason is not None:  # still no capacity: back to the front of the line
+                queue.appendleft(job_id)
                 await self._relabel_waiting(queue, reason)
                 return
-            queue.popleft()
 
     async def _relabel_waiting(self, queue: deque[str], reason: str) -> None:
         """Keep the waiting jobs' reason true (``no_workers`` ⇄ ``pool_at_capacity``).
@@ -268,6 +304,13 @@ class Scheduler:
             log.info(
                 "job_finished", extra=_fields(new, status=new.status, worker_id=result.worker_id)
             )
+            # The slot it held is free now: jobs waiting for that pool need not wait for the
+            # worker's next heartbeat.
+            if job.worker_id is not None:
+                await self._registry.release(job.worker_id)
+            pool = self._routing.pool_for(job.spec.topic)
+            if pool is not None:
+                await self._drain_waiting(pool)
 
     # -- helpers -----------------------------------------------------------------------
 

@@ -301,3 +301,31 @@ async def test_a_job_that_needs_approval_waits_then_goes_once_approved() -> None
     assert running.status is JobStatus.RUNNING
     assert [jid for jid, _ in h.dispatched] == ["j1"]
     await h.bus.close()
+
+
+async def test_dispatches_between_heartbeats_count_against_capacity() -> None:
+    h = await make_harness()
+    await h.heartbeat("w1", max_jobs=2, active=0)  # one heartbeat: two free slots
+    for i in range(5):
+        await h.submit(f"j{i}")
+    assert [jid for jid, _ in h.dispatched] == ["j0", "j1"]  # not all five onto w1
+    assert h.scheduler.waiting("echo") == ("j2", "j3", "j4")
+    assert (await h.jobs.get("j2")).reason == "pool_at_capacity"  # type: ignore[union-attr]
+    await h.result("j0")  # a slot frees up: the next job goes now, not at the next heartbeat
+    assert [jid for jid, _ in h.dispatched] == ["j0", "j1", "j2"]
+    await h.bus.close()
+
+
+async def test_a_restarted_scheduler_takes_up_the_jobs_that_were_waiting() -> None:
+    jobs = InMemoryJobStore()
+    first = await make_harness(jobs=jobs)
+    for i in range(3):
+        await first.submit(f"j{i}")  # no workers: all three wait
+    await first.scheduler.close()
+    await first.bus.close()
+
+    second = await make_harness(jobs=jobs)  # a new process: empty memory, same job store
+    assert second.scheduler.waiting("echo") == ("j0", "j1", "j2")
+    await second.heartbeat("w1", max_jobs=8)
+    assert [jid for jid, _ in second.dispatched] == ["j0", "j1", "j2"]
+    await second.bus.close()

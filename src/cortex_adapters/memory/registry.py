@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 
 from cortex_core.messages import Heartbeat
@@ -24,6 +25,18 @@ class InMemoryWorkerRegistry:
 
     async def record(self, heartbeat: Heartbeat, seen_at: float) -> None:
         self._workers[heartbeat.worker_id] = WorkerState.from_heartbeat(heartbeat, seen_at)
+
+    async def reserve(self, worker_id: str) -> None:
+        self._adjust(worker_id, +1)
+
+    async def release(self, worker_id: str) -> None:
+        self._adjust(worker_id, -1)
+
+    def _adjust(self, worker_id: str, delta: int) -> None:
+        state = self._workers.get(worker_id)
+        if state is not None:
+            active = max(state.active_jobs + delta, 0)
+            self._workers[worker_id] = dataclasses.replace(state, active_jobs=active)
 
     async def workers(self, pool: str | None = None) -> Sequence[WorkerState]:
         horizon = self._clock.now() - self._forget_after_s
