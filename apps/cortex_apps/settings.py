@@ -61,7 +61,8 @@ class Settings:
     routing_file: str | None = None
     dispatch_mode: DispatchMode = DispatchMode.POOL
     """``pool`` until the scheduler re-dispatches a dead worker's jobs (Scheduler V2): with
-    ``worker`` a job sent to a worker that dies waits for that worker to come back."""
+    ``worker``, a job sent to a worker that dies stays RUNNING, because that worker's own
+    subject has a consumer only while the worker is subscribed."""
     stale_after_s: float = 15.0
     worker_id: str = ""
     max_parallel_jobs: int = 4
