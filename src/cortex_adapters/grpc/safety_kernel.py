@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -38,6 +38,8 @@ from cortex_core.ports import Metrics
 
 # Registers cortex/v1/safety.proto in protobuf's default descriptor pool: reflection serves it.
 from cortex_proto._wire.cortex.v1 import safety_pb2 as _safety_pb2  # noqa: F401
+
+_T = TypeVar("_T")
 
 log = logging.getLogger("cortex.safety_kernel")
 
@@ -203,17 +205,26 @@ class SafetyKernelServer:
             )
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
 
-    async def _check(self, data: bytes, context: grpc.aio.ServicerContext[bytes, bytes]) -> bytes:
-        self._checks += 1
-        request = await self._decode(data, context)
+    async def _evaluate(
+        self,
+        how: Callable[[Policy, SafetyRequest], _T],
+        request: SafetyRequest,
+        context: grpc.aio.ServicerContext[bytes, bytes],
+    ) -> _T:
+        """``how(current policy, request)``; a policy that raises is INTERNAL, and logged."""
         try:
-            decision = self._policy().evaluate(request)
+            return how(self._policy(), request)
         except Exception:
             log.exception(
                 "safety_policy_failed",
                 extra={"component": "safety-kernel", "job_id": request.job_id},
             )
             await context.abort(grpc.StatusCode.INTERNAL, "policy evaluation failed")
+
+    async def _check(self, data: bytes, context: grpc.aio.ServicerContext[bytes, bytes]) -> bytes:
+        self._checks += 1
+        request = await self._decode(data, context)
+        decision = await self._evaluate(Policy.evaluate, request, context)
         log.info(
             "safety_decision",
             extra={
@@ -232,14 +243,7 @@ class SafetyKernelServer:
     async def _explain(self, data: bytes, context: grpc.aio.ServicerContext[bytes, bytes]) -> bytes:
         self._explains += 1
         request = await self._decode(data, context)
-        try:
-            explanation = self._policy().explain(request)
-        except Exception:
-            log.exception(
-                "safety_policy_failed",
-                extra={"component": "safety-kernel", "job_id": request.job_id},
-            )
-            await context.abort(grpc.StatusCode.INTERNAL, "policy evaluation failed")
+        explanation = await self._evaluate(Policy.explain, request, context)
         log.info(
             "safety_explained",
             extra={
