@@ -57,6 +57,7 @@ class CortexServices(containers.DeclarativeContainer):
             sender_id=config.process_name,
             stale_after_s=config.stale_after_s,
             dispatch_mode=config.dispatch_mode,
+            max_attempts=config.max_attempts,
         ),
     )
     echo_worker = providers.Singleton(
@@ -130,5 +131,7 @@ DEFAULTS: dict[str, object] = {
     "max_parallel_jobs": 8,
     "heartbeat_interval_s": 5.0,
     "stale_after_s": 15.0,
+    "sweep_interval_s": 1.0,
+    "max_attempts": 3,
     "dispatch_mode": DispatchMode.WORKER,
 }

@@ -21,7 +21,7 @@ from cortex_adapters.redis import RedisJobStore, RedisMemoryStore
 from cortex_adapters.system import SystemClock
 from cortex_adapters.worker import Worker, WorkerConfig
 from cortex_apps.containers import CortexServices
-from cortex_apps.runtime import lifespan, serve_until_signalled
+from cortex_apps.runtime import Periodic, lifespan, serve_until_signalled
 from cortex_apps.settings import Settings, instance_name
 from cortex_apps.workers import WorkerKind
 
@@ -91,7 +91,8 @@ def gateway_app(settings: Settings) -> Litestar:
 async def run_scheduler(settings: Settings) -> None:
     c = build_container(settings, instance_name("scheduler"))
     s = c.services
-    components = [c.bus(), c.jobs(), s.registry(), c.safety(), s.scheduler()]
+    sweep = Periodic(s.scheduler().sweep, settings.sweep_interval_s, "scheduler-sweep")
+    components = [c.bus(), c.jobs(), s.registry(), c.safety(), s.scheduler(), sweep]
     await serve_until_signalled(components, "cortex scheduler ready")
 
 

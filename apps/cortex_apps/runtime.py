@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 
 from litestar import Litestar
 
@@ -34,6 +34,43 @@ async def running(components: Sequence[Lifecycle]) -> AsyncIterator[None]:
                 await component.close()
             except Exception:
                 log.exception("close_failed", extra={"component": type(component).__name__})
+
+
+class Periodic:
+    """Calls ``action`` every ``interval_s`` while started (the scheduler's sweep, say).
+
+    A failing call is logged and the next one still comes; ``close()`` waits for a call in
+    progress to finish.
+    """
+
+    def __init__(self, action: Callable[[], Awaitable[None]], interval_s: float, name: str) -> None:
+        if interval_s <= 0:
+            raise ValueError("interval_s must be positive")
+        self._action = action
+        self._interval_s = interval_s
+        self._name = name
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()
+
+    async def start(self) -> None:
+        self._stopping.clear()
+        self._task = asyncio.create_task(self._loop(), name=self._name)
+
+    async def _loop(self) -> None:
+        while not self._stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), self._interval_s)
+                return
+            try:
+                await self._action()
+            except Exception:
+                log.exception("periodic_failed", extra={"component": self._name})
+
+    async def close(self) -> None:
+        self._stopping.set()
+        if self._task is not None:
+            await self._task
+            self._task = None
 
 
 def lifespan(

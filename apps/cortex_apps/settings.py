@@ -31,6 +31,8 @@ ENV_VARS: Mapping[str, str] = {
     "routing_file": "CORTEX_ROUTING_FILE",
     "dispatch_mode": "CORTEX_DISPATCH_MODE",
     "stale_after_s": "CORTEX_STALE_AFTER_S",
+    "sweep_interval_s": "CORTEX_SWEEP_INTERVAL_S",
+    "max_attempts": "CORTEX_MAX_ATTEMPTS",
     "worker_id": "CORTEX_WORKER_ID",
     "max_parallel_jobs": "CORTEX_MAX_PARALLEL_JOBS",
     "heartbeat_interval_s": "CORTEX_HEARTBEAT_INTERVAL_S",
@@ -59,11 +61,14 @@ class Settings:
     memory_ttl_s: float = 24 * 3600.0
     max_value_bytes: int = 1 << 20
     routing_file: str | None = None
-    dispatch_mode: DispatchMode = DispatchMode.POOL
-    """``pool`` until the scheduler re-dispatches a dead worker's jobs (Scheduler V2): with
-    ``worker``, a job sent to a worker that dies stays RUNNING, because that worker's own
-    subject has a consumer only while the worker is subscribed."""
+    dispatch_mode: DispatchMode = DispatchMode.WORKER
+    """``worker``: the least-loaded worker's own subject (a job whose worker dies is requeued by
+    the sweep once the worker is stale); ``pool``: the pool's queue group picks."""
     stale_after_s: float = 15.0
+    sweep_interval_s: float = 1.0
+    """How often a scheduler looks for jobs whose worker went silent or whose deadline passed."""
+    max_attempts: int = 3
+    """Dispatches a job gets when its workers keep going silent, before it FAILS."""
     worker_id: str = ""
     max_parallel_jobs: int = 4
     heartbeat_interval_s: float = 5.0

@@ -8,7 +8,7 @@ from litestar import Litestar
 
 from cortex_adapters.http import create_app
 from cortex_apps.containers import DEFAULTS, EmbeddedContainer
-from cortex_apps.runtime import lifespan
+from cortex_apps.runtime import Periodic, lifespan
 
 
 def build_container(overrides: Mapping[str, object] | None = None) -> EmbeddedContainer:
@@ -36,6 +36,11 @@ def build_app(container: EmbeddedContainer) -> Litestar:
                     services.registry(),
                     container.safety(),
                     services.scheduler(),
+                    Periodic(
+                        services.scheduler().sweep,
+                        container.config.sweep_interval_s(),
+                        "scheduler-sweep",
+                    ),
                     services.echo_worker(),
                 ]
             )

@@ -4,7 +4,8 @@ Each state is its own immutable class, and a transition is a method that exists 
 states it may leave::
 
     PENDING ──dispatch──▶ RUNNING ──complete──▶ COMPLETED
-       │                     └──────fail──────▶ FAILED
+       ▲                     ├──────fail──────▶ FAILED
+       └──────requeue────────┘                  (its worker went silent: try again)
        ├──deny──▶ DENIED
        ├──fail──▶ FAILED            (the job cannot be routed: no_pool_for_topic)
        ├──require_approval──▶ APPROVAL_REQUIRED ──approve──▶ PENDING
@@ -170,6 +171,10 @@ class RunningJob(_ActiveJob):
 
     def fail(self, reason: str, now: float, result_ptr: str | None = None) -> FailedJob:
         return self._to(FailedJob, now, reason=reason, result_ptr=result_ptr)
+
+    def requeue(self, reason: str, now: float) -> PendingJob:
+        """Back to PENDING for another attempt (its ``attempts`` count is kept)."""
+        return self._to(PendingJob, now, reason=reason, worker_id=None)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -8,6 +8,12 @@ records its ``result_ptr``. Anything for a job that has already finished changes
 
 A job whose pool has no live worker with a free slot waits PENDING (reason ``no_workers`` or
 ``pool_at_capacity``) and is dispatched when a heartbeat from that pool shows capacity.
+
+``sweep()``, driven by a timer in the app, keeps jobs from being stranded: a RUNNING job whose
+worker went silent is put back PENDING (reason ``retry``) and dispatched again after an
+exponential backoff, up to ``max_attempts``, after which it is FAILED; a job whose deadline
+has passed, running or waiting, ends TIMEOUT. Several replicas may sweep at once: every
+change is a compare-and-set.
 """
 
 from __future__ import annotations
@@ -42,6 +48,10 @@ from cortex_core.scoring import NO_WORKERS, POOL_AT_CAPACITY, ScoringWeights, pi
 log = logging.getLogger("cortex.scheduler")
 
 NO_POOL_FOR_TOPIC = "no_pool_for_topic"
+RETRY = "retry"
+"""The waiting reason of a job whose worker went silent: it backs off, then goes again."""
+WORKER_LOST = "worker_lost"
+DEADLINE_PASSED = "deadline_passed"
 WAITING_REASONS = frozenset({NO_WORKERS, POOL_AT_CAPACITY})
 DISPATCH_FAILED = "dispatch_failed"
 
@@ -60,6 +70,14 @@ class SchedulerConfig:
     """A worker silent this long is not a candidate (3 missed 5 s heartbeats)."""
     dispatch_mode: DispatchMode = DispatchMode.WORKER
     weights: ScoringWeights = field(default_factory=ScoringWeights)
+    max_attempts: int = 3
+    """Dispatches a job may have; when the worker of the last one goes silent, it FAILS."""
+    retry_backoff_s: float = 1.0
+    """The wait before attempt n+1 is ``retry_backoff_s * 2**(n-1)``, at most the cap below."""
+    retry_backoff_max_s: float = 60.0
+
+    def backoff(self, attempts: int) -> float:
+        return min(self.retry_backoff_s * 2.0 ** max(attempts - 1, 0), self.retry_backoff_max_s)
 
 
 class Scheduler:
@@ -105,15 +123,11 @@ class Scheduler:
         They are PENDING with a waiting reason in the job store; their submits were acked
         long ago, so nothing else would bring them back. Oldest first, as they arrived.
         """
-        found: list[PendingJob] = []
-        cursor: str | None = None
-        while True:
-            page, cursor = await self._jobs.list_jobs(
-                status=JobStatus.PENDING, limit=500, cursor=cursor
-            )
-            found += [j for j in page if isinstance(j, PendingJob) and j.reason in WAITING_REASONS]
-            if cursor is None:
-                break
+        found = [
+            j
+            for j in await self._all(JobStatus.PENDING)
+            if isinstance(j, PendingJob) and j.reason in WAITING_REASONS
+        ]
         for job in sorted(found, key=lambda j: (j.spec.created_at, j.job_id)):
             pool = self._routing.pool_for(job.spec.topic)
             if pool is not None:
@@ -122,6 +136,59 @@ class Scheduler:
             log.info(
                 "waiting_jobs_recovered", extra={"component": "scheduler", "count": len(found)}
             )
+
+    async def sweep(self) -> None:
+        """Requeue jobs whose worker went silent, retry them after their backoff, fail them
+        after ``max_attempts``, and time out jobs whose deadline has passed."""
+        now = self._clock.now()
+        cfg = self._config
+        workers = {w.worker_id: w for w in await self._registry.workers()}
+        for job in await self._all(JobStatus.RUNNING):
+            if not isinstance(job, RunningJob):
+                continue
+            if job.spec.deadline is not None and now >= job.spec.deadline:
+                await self._finish(job.time_out(DEADLINE_PASSED, now), job.worker_id)
+                continue
+            worker = workers.get(job.worker_id or "")
+            if worker is not None and worker.is_fresh(now, cfg.stale_after_s):
+                continue
+            if job.attempts >= cfg.max_attempts:
+                reason = (
+                    f"{WORKER_LOST}: worker {job.worker_id} went silent; "
+                    f"gave up after {job.attempts} attempts"
+                )
+                await self._finish(job.fail(reason, now), job.worker_id)
+            elif await self._commit(job.requeue(RETRY, now)):
+                if job.worker_id is not None:
+                    await self._registry.release(job.worker_id)
+                log.warning(
+                    "job_requeued",
+                    extra=_fields(job, worker_id=job.worker_id, attempts=job.attempts),
+                )
+        for job in await self._all(JobStatus.PENDING):
+            if not isinstance(job, PendingJob):
+                continue
+            if job.spec.deadline is not None and now >= job.spec.deadline:
+                await self._finish(job.time_out(DEADLINE_PASSED, now), None)
+            elif job.reason == RETRY and now >= job.updated_at + cfg.backoff(job.attempts):
+                await self._route(job)
+
+    async def _all(self, status: JobStatus) -> list[Job]:
+        jobs: list[Job] = []
+        cursor: str | None = None
+        while True:
+            page, cursor = await self._jobs.list_jobs(status=status, limit=500, cursor=cursor)
+            jobs += page
+            if cursor is None:
+                return jobs
+
+    async def _finish(self, job: Job, worker_id: str | None) -> None:
+        """Commit a terminal state reached by the sweep; count it and free the slot."""
+        if await self._commit(job):
+            self._metrics.inc_jobs_completed(job.spec.topic, job.status)
+            if worker_id is not None:
+                await self._registry.release(worker_id)
+            log.warning("job_swept", extra=_fields(job, status=job.status, reason=job.reason))
 
     def waiting(self, pool: str) -> tuple[str, ...]:
         """Ids of the jobs waiting for capacity in ``pool``, oldest first."""

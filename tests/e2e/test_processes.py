@@ -43,7 +43,8 @@ def env() -> Iterator[dict[str, str]]:
         "CORTEX_SUBJECT_PREFIX": prefix,
         "CORTEX_ACK_WAIT_S": "2",
         "CORTEX_HEARTBEAT_INTERVAL_S": "0.5",
-        "CORTEX_DISPATCH_MODE": "pool",
+        "CORTEX_STALE_AFTER_S": "1.5",
+        "CORTEX_SWEEP_INTERVAL_S": "0.2",
     }
     asyncio.run(_delete_stream(prefix))
 
@@ -328,3 +329,28 @@ def test_every_worker_kind_runs_as_a_process(
             failed = states[ids["empty"]]
             assert failed["status"] == "FAILED"
             assert "ValueError" in str(failed["reason"])
+
+
+def test_a_job_whose_worker_is_killed_completes_on_another_worker(
+    cortex: tuple[str, list[Proc]], env: dict[str, str]
+) -> None:
+    """The default, least-loaded ``worker`` dispatch: the job sits on the dead worker's own
+    subject, and only the scheduler's sweep can bring it back."""
+    base, procs = cortex
+    doomed = start_worker(env, f"echo-a{uuid.uuid4().hex[:6]}")
+    procs.append(doomed)
+    with httpx.Client(base_url=base, timeout=10) as http:
+        body = {"prompt": "survivor", "labels": {"echo.delay_ms": "3000"}}
+        job_id = http.post("/v1/jobs", json=body).json()["job_id"]
+        doomed.wait_for("worker .* ready")
+        deadline = time.monotonic() + 20
+        while http.get(f"/v1/jobs/{job_id}").json()["status"] != "RUNNING":
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        time.sleep(0.3)  # inside the 3 s job now
+        doomed.kill()  # its job's packet sits on worker.<doomed>.jobs: nobody else reads it
+        procs.append(start_worker(env, f"echo-b{uuid.uuid4().hex[:6]}"))
+        state = finished(http, [job_id], timeout=40)[job_id]
+        assert state["status"] == "COMPLETED"
+        assert json.loads(http.get(f"/v1/jobs/{job_id}/result").content)["echo"] == "survivor"
+    procs[2].wait_for(f"job_requeued.*job_id={job_id}")  # the scheduler's sweep re-dispatched it

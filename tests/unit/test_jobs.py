@@ -44,6 +44,7 @@ ALLOWED = {
     (R, F),
     (R, X),
     (R, T),
+    (R, P),
 }
 TRANSITIONS = {
     "dispatch",
@@ -56,11 +57,12 @@ TRANSITIONS = {
     "require_approval",
     "approve",
     "reject",
+    "requeue",
 }
 SPEC_METHODS = {
     P: {"dispatch", "deny", "fail", "waiting", "cancel", "time_out", "require_approval"},
     A: {"approve", "reject", "cancel", "time_out"},
-    R: {"complete", "fail", "cancel", "time_out"},
+    R: {"complete", "fail", "cancel", "time_out", "requeue"},
     **{s: set() for s in TERMINAL_STATUSES},
 }
 
@@ -160,6 +162,13 @@ class JobLifecycle(RuleBasedStateMachine):
     def complete(self, ptr: str | None) -> None:
         self._apply(self._running().complete(ptr, self._tick()))
         assert self.job.result_ptr == ptr
+
+    @precondition(lambda self: isinstance(self.job, RunningJob))
+    @rule()
+    def requeue(self) -> None:
+        attempts = self._running().attempts
+        self._apply(self._running().requeue("retry", self._tick()))
+        assert (self.job.worker_id, self.job.attempts) == (None, attempts)
 
     @precondition(lambda self: isinstance(self.job, RunningJob))
     @rule()

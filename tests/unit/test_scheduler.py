@@ -329,3 +329,86 @@ async def test_a_restarted_scheduler_takes_up_the_jobs_that_were_waiting() -> No
     await second.heartbeat("w1", max_jobs=8)
     assert [jid for jid, _ in second.dispatched] == ["j0", "j1", "j2"]
     await second.bus.close()
+
+
+async def test_a_job_whose_worker_goes_silent_is_retried_elsewhere_after_a_backoff() -> None:
+    h = await make_harness()
+    await h.heartbeat("w1")
+    await h.submit("j1")
+    assert (await h.jobs.get("j1")).worker_id == "w1"  # type: ignore[union-attr]
+    h.clock.advance(16)  # w1 is silent past stale_after_s (15 s)
+    await h.heartbeat("w2")
+    await h.scheduler.sweep()
+    requeued = await h.jobs.get("j1")
+    assert requeued is not None
+    assert (requeued.status, requeued.reason, requeued.attempts) == (JobStatus.PENDING, "retry", 1)
+    await h.scheduler.sweep()  # the backoff (1 s for the second attempt) hasn't passed
+    await h.bus.settle()
+    assert [jid for jid, _ in h.dispatched] == ["j1"]
+    h.clock.advance(1.0)
+    await h.scheduler.sweep()
+    await h.bus.settle()
+    assert [jid for jid, _ in h.dispatched] == ["j1", "j1"]
+    again = await h.jobs.get("j1")
+    assert again is not None
+    assert (again.status, again.worker_id, again.attempts) == (JobStatus.RUNNING, "w2", 2)
+    second = h.dispatched[-1][1].payload
+    assert isinstance(second, JobRequest)
+    assert second.attempt == 2
+    await h.bus.close()
+
+
+async def test_a_live_worker_keeps_its_jobs(h: Harness) -> None:
+    await h.heartbeat("w1")
+    await h.submit("j1")
+    h.clock.advance(10)
+    await h.heartbeat("w1")
+    await h.scheduler.sweep()
+    assert await h.status("j1") is JobStatus.RUNNING
+
+
+async def test_after_max_attempts_the_job_fails_with_a_reason() -> None:
+    h = await make_harness()
+    for attempt in range(1, 4):
+        h.clock.advance(60)  # past any backoff
+        await h.heartbeat(f"w{attempt}")
+        if attempt == 1:
+            await h.submit("j1")
+        else:
+            await h.scheduler.sweep()  # dispatches the retry to the only fresh worker
+        assert (await h.jobs.get("j1")).attempts == attempt  # type: ignore[union-attr]
+        h.clock.advance(16)  # ...which then goes silent
+        await h.scheduler.sweep()
+    failed = await h.jobs.get("j1")
+    assert failed is not None
+    assert failed.status is JobStatus.FAILED
+    assert failed.reason == "worker_lost: worker w3 went silent; gave up after 3 attempts"
+    assert h.metrics.value("jobs_completed", topic="job.echo", status="FAILED") == 1
+    await h.bus.close()
+
+
+async def test_the_backoff_grows_exponentially_to_a_cap() -> None:
+    cfg = SchedulerConfig(retry_backoff_s=0.5, retry_backoff_max_s=3.0)
+    assert [cfg.backoff(n) for n in (1, 2, 3, 4, 5)] == [0.5, 1.0, 2.0, 3.0, 3.0]
+
+
+async def test_a_passed_deadline_ends_running_and_waiting_jobs_timeout(h: Harness) -> None:
+    now = h.clock.now()
+    await h.heartbeat("w1", max_jobs=1)
+    for job_id in ("running", "waiting"):
+        await h.send(
+            SUBJECT_JOB_SUBMIT,
+            JobRequest(
+                job_id=job_id, topic="job.echo", context_ptr=context_ptr(job_id), deadline=now + 5
+            ),
+        )
+    assert (await h.status("running"), await h.status("waiting")) == (
+        JobStatus.RUNNING,
+        JobStatus.PENDING,
+    )
+    h.clock.advance(5)
+    await h.scheduler.sweep()
+    for job_id in ("running", "waiting"):
+        job = await h.jobs.get(job_id)
+        assert job is not None
+        assert (job.status, job.reason) == (JobStatus.TIMEOUT, "deadline_passed")
