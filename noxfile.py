@@ -70,3 +70,4 @@ def bench(session: nox.Session) -> None:
     session.install("-e", ".")
     session.run("python", "bench/bench_codec.py", *session.posargs)
     session.run("python", "bench/bench_safety.py", *session.posargs)
+    session.run("python", "bench/bench_scheduler.py", *session.posargs)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dependency_injector import containers, providers
 
 from cortex_adapters.codec import ProtobufCodec
-from cortex_adapters.config import load_routing
+from cortex_adapters.config import ReloadingRouting
 from cortex_adapters.config.policy import ReloadingPolicy
 from cortex_adapters.memory import (
     InMemoryBus,
@@ -41,7 +41,9 @@ class CortexServices(containers.DeclarativeContainer):
 
     ids = providers.Singleton(UuidIdGenerator)
     registry = providers.Singleton(InMemoryWorkerRegistry, clock=clock)
-    routing = providers.Singleton(load_routing, config.routing_file)
+    routing = providers.Singleton(
+        ReloadingRouting, config.routing_file, interval_s=config.routing_reload_s
+    )
 
     scheduler = providers.Singleton(
         Scheduler,
@@ -125,6 +127,7 @@ DEFAULTS: dict[str, object] = {
     "memory_ttl_s": 24 * 3600.0,
     "max_value_bytes": 1 << 20,
     "routing_file": None,
+    "routing_reload_s": 1.0,
     "policy_file": None,
     "policy_reload_s": 1.0,
     "worker_id": "echo-embedded",

@@ -92,7 +92,7 @@ async def run_scheduler(settings: Settings) -> None:
     c = build_container(settings, instance_name("scheduler"))
     s = c.services
     sweep = Periodic(s.scheduler().sweep, settings.sweep_interval_s, "scheduler-sweep")
-    components = [c.bus(), c.jobs(), s.registry(), c.safety(), s.scheduler(), sweep]
+    components = [c.bus(), c.jobs(), s.routing(), s.registry(), c.safety(), s.scheduler(), sweep]
     await serve_until_signalled(components, "cortex scheduler ready")
 
 

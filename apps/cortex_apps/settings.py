@@ -29,6 +29,7 @@ ENV_VARS: Mapping[str, str] = {
     "memory_ttl_s": "CORTEX_MEMORY_TTL_S",
     "max_value_bytes": "CORTEX_MAX_VALUE_BYTES",
     "routing_file": "CORTEX_ROUTING_FILE",
+    "routing_reload_s": "CORTEX_ROUTING_RELOAD_S",
     "dispatch_mode": "CORTEX_DISPATCH_MODE",
     "stale_after_s": "CORTEX_STALE_AFTER_S",
     "sweep_interval_s": "CORTEX_SWEEP_INTERVAL_S",
@@ -61,6 +62,8 @@ class Settings:
     memory_ttl_s: float = 24 * 3600.0
     max_value_bytes: int = 1 << 20
     routing_file: str | None = None
+    routing_reload_s: float = 1.0
+    """How often the routing file is checked for changes."""
     dispatch_mode: DispatchMode = DispatchMode.WORKER
     """``worker``: the least-loaded worker's own subject (a job whose worker dies is requeued by
     the sweep once the worker is stale); ``pool``: the pool's queue group picks."""

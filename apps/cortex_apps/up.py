@@ -33,6 +33,7 @@ def build_app(container: EmbeddedContainer) -> Litestar:
                     container.bus(),
                     container.memory(),
                     container.jobs(),
+                    services.routing(),
                     services.registry(),
                     container.safety(),
                     services.scheduler(),

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Protocol
 
 from cortex_core.bus_protocol import is_valid_token, is_valid_topic
 from cortex_core.errors import ConfigError
@@ -73,3 +74,10 @@ def _mapping(value: object, where: str) -> Mapping[object, object]:
     if not isinstance(value, Mapping):
         raise ConfigError(where, f"expected a mapping, got {type(value).__name__}")
     return value
+
+
+class RoutingSource(Protocol):
+    """Where the routing in force comes from: a file that is reloaded when it changes, say."""
+
+    @property
+    def current(self) -> RoutingTable: ...

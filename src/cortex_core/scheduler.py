@@ -42,7 +42,7 @@ from cortex_core.ports import (
     Subscription,
     WorkerRegistry,
 )
-from cortex_core.routing import RoutingTable
+from cortex_core.routing import RoutingSource, RoutingTable
 from cortex_core.scoring import NO_WORKERS, POOL_AT_CAPACITY, ScoringWeights, pick_worker
 
 log = logging.getLogger("cortex.scheduler")
@@ -88,7 +88,7 @@ class Scheduler:
         jobs: JobStore,
         safety: SafetyChecker,
         registry: WorkerRegistry,
-        routing: RoutingTable,
+        routing: RoutingTable | RoutingSource,
         metrics: Metrics,
         clock: Clock,
         config: SchedulerConfig | None = None,
@@ -97,12 +97,18 @@ class Scheduler:
         self._jobs = jobs
         self._safety = safety
         self._registry = registry
-        self._routing = routing
+        self._routing_source = routing
         self._metrics = metrics
         self._clock = clock
         self._config = config or SchedulerConfig()
         self._waiting: dict[str, deque[str]] = {}
         self._subscriptions: list[Subscription] = []
+
+    @property
+    def _routing(self) -> RoutingTable:
+        """The table in force: a reloaded routing file takes effect for the next job."""
+        source = self._routing_source
+        return source if isinstance(source, RoutingTable) else source.current
 
     async def start(self) -> None:
         await self._recover_waiting()
@@ -298,7 +304,15 @@ class Scheduler:
             self._drop("unexpected_payload", packet, subject=SUBJECT_HEARTBEAT_ALL)
             return
         await self._registry.record(hb, self._clock.now())
-        await self._drain_waiting(hb.pool)
+        queue = self._waiting.get(hb.pool)
+        if not queue:
+            return
+        if hb.active_jobs < hb.max_parallel_jobs:
+            await self._drain_waiting(hb.pool)
+        else:
+            # A full worker's heartbeat can place nothing (the others were drained at their own
+            # heartbeats and results): don't re-score the whole pool, just keep the reason true.
+            await self._relabel_waiting(queue, POOL_AT_CAPACITY)
 
     async def _drain_waiting(self, pool: str) -> None:
         """Dispatch waiting jobs, oldest first, while the pool has capacity.

@@ -88,3 +88,62 @@ def test_a_broken_file_names_file_and_field(tmp_path: Path) -> None:
         load_routing(bad)
     with pytest.raises(ConfigError, match="cannot read"):
         load_routing(tmp_path / "missing.yaml")
+
+
+async def test_a_reloaded_routing_file_routes_new_jobs(tmp_path: Path) -> None:
+    from cortex_adapters.codec import ProtobufCodec
+    from cortex_adapters.config import ReloadingRouting
+    from cortex_adapters.memory import (
+        InMemoryBus,
+        InMemoryJobStore,
+        InMemoryMetrics,
+        InMemoryWorkerRegistry,
+        InProcessSafetyChecker,
+    )
+    from cortex_core.bus_protocol import SUBJECT_JOB_SUBMIT
+    from cortex_core.messages import BusPacket, JobRequest, JobStatus
+    from cortex_core.scheduler import Scheduler
+    from tests.fakes import FakeClock
+
+    file = tmp_path / "routing.yaml"
+    file.write_text('routing:\n  pools:\n    echo: {topics: ["job.echo"]}\n')
+    routing = ReloadingRouting(file, interval_s=60)
+    clock, bus, jobs = (
+        FakeClock(),
+        InMemoryBus(codec=ProtobufCodec(), strict=True),
+        InMemoryJobStore(),
+    )
+    scheduler = Scheduler(
+        bus=bus,
+        jobs=jobs,
+        safety=InProcessSafetyChecker(),
+        registry=InMemoryWorkerRegistry(clock=clock),
+        routing=routing,
+        metrics=InMemoryMetrics(),
+        clock=clock,
+    )
+    await scheduler.start()
+
+    async def submit(job_id: str) -> JobStatus:
+        request = JobRequest(job_id=job_id, topic="job.new", context_ptr=f"redis://ctx:{job_id}")
+        await bus.publish(
+            SUBJECT_JOB_SUBMIT,
+            BusPacket(trace_id="", sender_id="t", created_at=0.0, payload=request),
+        )
+        await bus.settle()
+        job = await jobs.get(job_id)
+        assert job is not None
+        return job.status
+
+    assert await submit("before") is JobStatus.FAILED  # no_pool_for_topic
+    file.write_text(
+        'routing:\n  pools:\n    echo: {topics: ["job.echo"]}\n    new: {topics: ["job.new"]}\n'
+    )
+    assert await routing.reload()
+    assert await submit("after") is JobStatus.PENDING  # routed to pool "new"; waits for a worker
+    assert scheduler.waiting("new") == ("after",)
+    file.write_text("routing: [broken\n")
+    assert not await routing.reload()  # the last good table stays in force
+    assert await submit("still") is JobStatus.PENDING
+    await scheduler.close()
+    await bus.close()
