@@ -103,6 +103,7 @@ class Scheduler:
         self._config = config or SchedulerConfig()
         self._waiting: dict[str, deque[str]] = {}
         self._subscriptions: list[Subscription] = []
+        self._started_at: float | None = None
 
     @property
     def _routing(self) -> RoutingTable:
@@ -111,6 +112,7 @@ class Scheduler:
         return source if isinstance(source, RoutingTable) else source.current
 
     async def start(self) -> None:
+        self._started_at = self._clock.now()
         await self._recover_waiting()
         self._subscriptions = [
             await self._bus.subscribe(SUBJECT_JOB_SUBMIT, self.on_submit, queue=QUEUE_SCHEDULER),
@@ -149,6 +151,9 @@ class Scheduler:
         now = self._clock.now()
         cfg = self._config
         workers = {w.worker_id: w for w in await self._registry.workers()}
+        # A scheduler that has just started has heard from nobody yet: a worker it doesn't
+        # know is only silent once a whole staleness window has passed since it started.
+        settled = self._started_at is None or now - self._started_at > cfg.stale_after_s
         for job in await self._all(JobStatus.RUNNING):
             if not isinstance(job, RunningJob):
                 continue
@@ -156,6 +161,8 @@ class Scheduler:
                 await self._finish(job.time_out(DEADLINE_PASSED, now), job.worker_id)
                 continue
             worker = workers.get(job.worker_id or "")
+            if worker is None and not settled:
+                continue
             if worker is not None and worker.is_fresh(now, cfg.stale_after_s):
                 continue
             if job.attempts >= cfg.max_attempts:

@@ -412,3 +412,28 @@ async def test_a_passed_deadline_ends_running_and_waiting_jobs_timeout(h: Harnes
         job = await h.jobs.get(job_id)
         assert job is not None
         assert (job.status, job.reason) == (JobStatus.TIMEOUT, "deadline_passed")
+
+
+async def test_a_restarted_scheduler_does_not_requeue_jobs_of_workers_it_has_not_heard_yet() -> (
+    None
+):
+    jobs = InMemoryJobStore()
+    first = await make_harness(jobs=jobs)
+    await first.heartbeat("w1")
+    await first.submit("j1")
+    await first.scheduler.close()
+    await first.bus.close()
+
+    second = await make_harness(jobs=jobs)  # empty registry: it has heard from no worker yet
+    second.clock.t = first.clock.t + 1
+    await second.scheduler.sweep()
+    assert await second.status("j1") is JobStatus.RUNNING  # not requeued on an empty registry
+    await second.heartbeat("w1")
+    second.clock.advance(10)
+    await second.heartbeat("w1")
+    await second.scheduler.sweep()
+    assert await second.status("j1") is JobStatus.RUNNING  # w1 is alive and well
+    second.clock.advance(16)  # now w1 really went silent, and the grace is long over
+    await second.scheduler.sweep()
+    assert await second.status("j1") is JobStatus.PENDING
+    await second.bus.close()
