@@ -4,15 +4,22 @@ from __future__ import annotations
 
 import os
 import queue
+import random
 import re
 import signal
 import subprocess
 import sys
 import threading
 import time
+import uuid
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import redis
 
 CORTEX = str(Path(sys.executable).with_name("cortex"))
+SHARED_REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+CLAIM = "cortex-test:claimed-by"
 
 
 class Proc:
@@ -77,3 +84,27 @@ class Proc:
             raise
         self._pump_thread.join(timeout=10)
         return code
+
+
+def redis_db_url(db: int) -> str:
+    return urlunsplit(urlsplit(SHARED_REDIS_URL)._replace(path=f"/{db}"))
+
+
+def claim_private_redis_db() -> tuple[redis.Redis, str]:
+    """An empty logical database of the shared Redis, claimed for this test alone.
+
+    The subject prefix keeps the tests' NATS traffic apart, but the job store has no
+    namespace setting: every scheduler sweeps every RUNNING job in its Redis database. A
+    scheduler of another run on the same database (another session's test suite, say) would
+    requeue this test's jobs onto its own workers, and this test's schedulers theirs.
+    """
+    base = redis.Redis.from_url(SHARED_REDIS_URL)
+    databases = int(base.config_get("databases").get("databases") or 16)
+    base.close()
+    token = uuid.uuid4().hex
+    for db in random.sample(range(1, databases), databases - 1):
+        client = redis.Redis.from_url(redis_db_url(db))
+        if client.dbsize() == 0 and client.set(CLAIM, token, nx=True):
+            return client, redis_db_url(db)
+        client.close()
+    raise AssertionError(f"no empty Redis database among 1..{databases - 1} at {SHARED_REDIS_URL}")

@@ -10,7 +10,7 @@ import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from cortex_core.bus_protocol import PROTOCOL_VERSION
+from cortex_core.bus_protocol import PROTOCOL_VERSION, SUBJECT_JOB_SUBMIT
 
 
 class Priority(enum.StrEnum):
@@ -106,21 +106,22 @@ class BusPacket:
     protocol_version: int = PROTOCOL_VERSION
 
 
-def dedup_id(packet: BusPacket) -> str | None:
-    """The packet's de-duplication id (``Nats-Msg-Id``); None for packets never deduplicated.
+def dedup_id(packet: BusPacket, subject: str) -> str | None:
+    """The de-duplication id (``Nats-Msg-Id``) of ``packet`` on ``subject``; None for packets
+    never deduplicated.
 
     Derived from the job id, and different for each step of a job, so that a repeat of one
     step is dropped while the steps stay apart:
 
-    * submit (attempt 0): ``<job_id>``;
-    * dispatch of attempt n: ``<job_id>.<n>``;
+    * submit (on ``sys.job.submit``): ``<job_id>``;
+    * dispatch of attempt n (any other subject): ``<job_id>.<n>``;
     * a worker's result: ``<job_id>.result.<worker_id>``;
     * cancel: ``<job_id>.cancel``;
     * heartbeats: None (core NATS, never deduplicated).
     """
     p = packet.payload
     if isinstance(p, JobRequest):
-        return p.job_id if p.attempt == 0 else f"{p.job_id}.{p.attempt}"
+        return p.job_id if subject == SUBJECT_JOB_SUBMIT else f"{p.job_id}.{p.attempt}"
     if isinstance(p, JobResult):
         return f"{p.job_id}.result.{p.worker_id}"
     if isinstance(p, JobCancel):

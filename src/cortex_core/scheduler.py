@@ -136,10 +136,9 @@ class Scheduler:
             for j in await self._all(JobStatus.PENDING)
             if isinstance(j, PendingJob) and j.reason in WAITING_REASONS
         ]
+        queued = self._queued()
         for job in sorted(found, key=lambda j: (j.spec.created_at, j.job_id)):
-            pool = self._routing.pool_for(job.spec.topic)
-            if pool is not None:
-                self._waiting.setdefault(pool, deque()).append(job.job_id)
+            self._adopt_waiting(job, queued)
         if found:
             log.info(
                 "waiting_jobs_recovered", extra={"component": "scheduler", "count": len(found)}
@@ -178,6 +177,7 @@ class Scheduler:
                     "job_requeued",
                     extra=_fields(job, worker_id=job.worker_id, attempts=job.attempts),
                 )
+        queued = self._queued()
         for job in await self._all(JobStatus.PENDING):
             if not isinstance(job, PendingJob):
                 continue
@@ -185,6 +185,34 @@ class Scheduler:
                 await self._finish(job.time_out(DEADLINE_PASSED, now), None)
             elif job.reason == RETRY and now >= job.updated_at + cfg.backoff(job.attempts):
                 await self._route(job)
+            elif job.reason in WAITING_REASONS:
+                self._adopt_waiting(job, queued)
+
+    def _dispatch_of(self, running: RunningJob) -> tuple[str, BusPacket]:
+        """Where and what a dispatch of ``running`` publishes (the same for a re-publish)."""
+        subject = (
+            worker_subject(running.worker_id)
+            if self._config.dispatch_mode is DispatchMode.WORKER and running.worker_id
+            else running.spec.topic
+        )
+        packet = BusPacket(
+            trace_id=running.spec.trace_id,
+            sender_id=self._config.sender_id,
+            created_at=running.updated_at,
+            payload=running.spec.to_request(attempt=running.attempts),
+        )
+        return subject, packet
+
+    def _queued(self) -> set[str]:
+        return {job_id for queue in self._waiting.values() for job_id in queue}
+
+    def _adopt_waiting(self, job: PendingJob, queued: set[str]) -> None:
+        """Queue a waiting job this scheduler doesn't hold yet (another replica parked it)."""
+        pool = self._routing.pool_for(job.spec.topic)
+        if pool is not None and job.job_id not in queued:
+            self._waiting.setdefault(pool, deque()).append(job.job_id)
+            queued.add(job.job_id)
+            log.info("waiting_job_adopted", extra=_fields(job, pool=pool))
 
     async def _all(self, status: JobStatus) -> list[Job]:
         jobs: list[Job] = []
@@ -225,8 +253,18 @@ class Scheduler:
             # A person approved what the policy asked about: route it, don't ask again.
             await self._route(job)
             return
+        if isinstance(job, RunningJob):
+            # A redelivered submit: the scheduler that handled it may have died between
+            # committing RUNNING and publishing the dispatch. Publish it again; its
+            # de-duplication id (<job_id>.<attempt>) makes the bus drop it if it did go out.
+            await self._bus.publish(*self._dispatch_of(job))
+            log.info("dispatch_republished", extra=_fields(job, attempts=job.attempts))
+            return
+        if isinstance(job, PendingJob) and job.reason in WAITING_REASONS:
+            self._adopt_waiting(job, self._queued())  # parked by a replica that died, maybe
+            return
         if not isinstance(job, PendingJob) or job.reason is not None:
-            # A redelivery, or a job already waiting for capacity: nothing new to do.
+            # A redelivery of a job that moved on: nothing new to do.
             log.info("submit_ignored", extra=_fields(job, status=job.status if job else None))
             return
         self._metrics.inc_jobs_received(job.spec.topic)
@@ -279,17 +317,7 @@ class Scheduler:
         if not await self._commit(running):
             await self._registry.release(worker_id)
             return None  # another scheduler replica moved it first
-        subject = (
-            worker_subject(worker_id)
-            if self._config.dispatch_mode is DispatchMode.WORKER
-            else job.spec.topic
-        )
-        packet = BusPacket(
-            trace_id=job.spec.trace_id,
-            sender_id=self._config.sender_id,
-            created_at=now,
-            payload=job.spec.to_request(attempt=running.attempts),
-        )
+        subject, packet = self._dispatch_of(running)
         try:
             await self._bus.publish(subject, packet)
         except Exception as exc:  # the bus is down: say so on the job, never strand it RUNNING

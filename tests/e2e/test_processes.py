@@ -18,11 +18,10 @@ import redis
 
 from cortex_adapters.nats import stream_name
 from tests.fake_openai import FakeOpenAI
-from tests.processes import Proc
+from tests.processes import Proc, claim_private_redis_db
 
 pytestmark = [pytest.mark.processes, pytest.mark.nats, pytest.mark.redis]
 
-REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 NATS_URL = os.environ.get("NATS_URL", "nats://127.0.0.1:4222")
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "uppercase_worker.py"
 
@@ -39,14 +38,20 @@ async def _delete_stream(prefix: str) -> None:
 def env() -> Iterator[dict[str, str]]:
     """Every process of one test shares a private subject namespace on the shared NATS."""
     prefix = f"t{uuid.uuid4().hex[:10]}."
+    # Its own Redis database too: schedulers sweep every job in theirs, and must not touch
+    # another test's (or another test run's) jobs.
+    store, url = claim_private_redis_db()
     yield {
         "CORTEX_SUBJECT_PREFIX": prefix,
+        "REDIS_URL": url,
         "CORTEX_ACK_WAIT_S": "2",
         "CORTEX_HEARTBEAT_INTERVAL_S": "0.5",
         "CORTEX_STALE_AFTER_S": "1.5",
         "CORTEX_SWEEP_INTERVAL_S": "0.2",
     }
     asyncio.run(_delete_stream(prefix))
+    store.flushdb()  # ours alone since the claim
+    store.close()
 
 
 @pytest.fixture
@@ -95,7 +100,7 @@ def test_local_flow_with_context_and_result_in_redis(
 ) -> None:
     base, procs = cortex
     procs.append(start_worker(env, f"echo-{uuid.uuid4().hex[:6]}"))
-    store = redis.Redis.from_url(REDIS_URL)
+    store = redis.Redis.from_url(env["REDIS_URL"])
     with httpx.Client(base_url=base, timeout=10) as http:
         job_id = http.post("/v1/jobs", json={"prompt": "through real NATS and Redis"}).json()[
             "job_id"

@@ -69,14 +69,29 @@ def test_dedup_ids_tell_the_steps_of_a_job_apart() -> None:
     def packet(payload: object) -> BusPacket:
         return BusPacket(trace_id="", sender_id="t", created_at=0.0, payload=payload)  # type: ignore[arg-type]
 
+    def request(attempt: int) -> BusPacket:
+        return packet(JobRequest(job_id="j", topic="job.echo", context_ptr="", attempt=attempt))
+
     ids = [
-        dedup_id(packet(JobRequest(job_id="j", topic="job.echo", context_ptr="", attempt=0))),
-        dedup_id(packet(JobRequest(job_id="j", topic="job.echo", context_ptr="", attempt=1))),
-        dedup_id(packet(JobRequest(job_id="j", topic="job.echo", context_ptr="", attempt=2))),
-        dedup_id(packet(JobResult(job_id="j", status=JobStatus.COMPLETED, worker_id="w1"))),
-        dedup_id(packet(JobResult(job_id="j", status=JobStatus.COMPLETED, worker_id="w2"))),
-        dedup_id(packet(JobCancel(job_id="j"))),
+        dedup_id(request(0), SUBJECT_JOB_SUBMIT),
+        dedup_id(request(1), "worker.w1.jobs"),
+        dedup_id(request(2), "worker.w2.jobs"),
+        dedup_id(
+            packet(JobResult(job_id="j", status=JobStatus.COMPLETED, worker_id="w1")),
+            SUBJECT_JOB_RESULT,
+        ),
+        dedup_id(
+            packet(JobResult(job_id="j", status=JobStatus.COMPLETED, worker_id="w2")),
+            SUBJECT_JOB_RESULT,
+        ),
+        dedup_id(packet(JobCancel(job_id="j")), SUBJECT_JOB_CANCEL),
     ]
     assert len(set(ids)) == len(ids)
     assert ids[0] == "j"
-    assert dedup_id(packet(Heartbeat(worker_id="w", pool="p", max_parallel_jobs=1))) is None
+    # A submit that says attempt 1 (a bus-level client's default) still differs from dispatch 1.
+    assert dedup_id(request(1), SUBJECT_JOB_SUBMIT) != dedup_id(request(1), "worker.w1.jobs")
+    assert dedup_id(request(1), "worker.w1.jobs") == dedup_id(request(1), "job.echo")
+    assert (
+        dedup_id(packet(Heartbeat(worker_id="w", pool="p", max_parallel_jobs=1)), "sys.heartbeat.w")
+        is None
+    )

@@ -295,7 +295,18 @@ async def test_a_job_that_needs_approval_waits_then_goes_once_approved() -> None
     assert job.reason == "big prompt"
     assert h.dispatched == []
     assert await h.jobs.transition(job.approve(h.clock.now()))
-    await h.submit("j1")  # the approval path re-submits; the policy is not asked again
+    # The approval path hands the job back to the scheduler (straight to on_submit here: on
+    # the bus a second submit of j1 would be de-duplicated; the approve endpoint (issue 5)
+    # needs its own de-duplication id). The policy is not asked again.
+    await h.scheduler.on_submit(
+        BusPacket(
+            trace_id="ab" * 16,
+            sender_id="approver",
+            created_at=h.clock.now(),
+            payload=JobRequest(job_id="j1", topic="job.echo", context_ptr=context_ptr("j1")),
+        )
+    )
+    await h.bus.settle()
     running = await h.jobs.get("j1")
     assert running is not None
     assert running.status is JobStatus.RUNNING
@@ -437,3 +448,55 @@ async def test_a_restarted_scheduler_does_not_requeue_jobs_of_workers_it_has_not
     await second.scheduler.sweep()
     assert await second.status("j1") is JobStatus.PENDING
     await second.bus.close()
+
+
+async def test_a_replica_adopts_jobs_another_parked_before_it_died() -> None:
+    jobs, bus = InMemoryJobStore(), InMemoryBus(strict=True)
+    doomed = await make_harness(jobs=jobs, bus=bus)
+    survivor = await make_harness(jobs=jobs, bus=bus)
+    await doomed.scheduler.on_submit(
+        BusPacket(
+            trace_id="ab" * 16,
+            sender_id="t",
+            created_at=0.0,
+            payload=JobRequest(job_id="j1", topic="job.echo", context_ptr=context_ptr("j1")),
+        )
+    )
+    assert doomed.scheduler.waiting("echo") == ("j1",)
+    assert survivor.scheduler.waiting("echo") == ()
+    await doomed.scheduler.close()  # it dies holding j1 in its memory
+    await survivor.scheduler.sweep()
+    assert survivor.scheduler.waiting("echo") == ("j1",)
+    await survivor.heartbeat("w1")
+    assert await survivor.status("j1") is JobStatus.RUNNING
+    await bus.close()
+
+
+async def test_a_redelivered_submit_republishes_a_dispatch_that_never_went_out(h: Harness) -> None:
+    await h.heartbeat("w1")
+    # A replica committed RUNNING and died before publishing the dispatch:
+    spec = JobSpec(
+        job_id="lost",
+        trace_id="ab" * 16,
+        topic="job.echo",
+        context_ptr=context_ptr("lost"),
+        created_at=h.clock.now(),
+    )
+    pending = new_job(spec, h.clock.now())
+    await h.jobs.create(pending)
+    await h.jobs.transition(pending.dispatch("w1", h.clock.now()))
+    await h.send(SUBJECT_JOB_SUBMIT, spec.to_request(attempt=0))  # the submit comes back
+    assert [jid for jid, _ in h.dispatched] == ["lost"]
+    # ...and for a job whose dispatch did go out, the re-published one is de-duplicated. A
+    # redelivery is not a new publish, so it goes straight to on_submit here.
+    await h.submit("j2")
+    await h.scheduler.on_submit(
+        BusPacket(
+            trace_id="ab" * 16,
+            sender_id="t",
+            created_at=0.0,
+            payload=JobRequest(job_id="j2", topic="job.echo", context_ptr=context_ptr("j2")),
+        )
+    )
+    await h.bus.settle()
+    assert [jid for jid, _ in h.dispatched] == ["lost", "j2"]

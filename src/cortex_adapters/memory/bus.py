@@ -9,6 +9,8 @@
   packet is dropped, logged and counted. With ``strict=True`` (tests) ``close()`` re-raises
   the first handler error, so a failing handler can't go unnoticed.
 * With a ``codec``, packets cross the bus as wire bytes, exactly as they would over NATS.
+* On the durable subjects a packet whose ``dedup_id`` was published in the last
+  ``dedup_window_s`` is dropped, as JetStream's ``Nats-Msg-Id`` window does.
 * ``close()`` drains: everything already published is handled before it returns.
 """
 
@@ -18,11 +20,13 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 
-from cortex_core.bus_protocol import is_valid_topic, subject_matches
+from cortex_core.bus_protocol import is_durable_subject, is_valid_topic, subject_matches
 from cortex_core.errors import CodecError
-from cortex_core.messages import BusPacket
+from cortex_core.messages import BusPacket, dedup_id
 from cortex_core.ports import Metrics, PacketCodec, PacketHandler
 
 log = logging.getLogger("cortex.bus")
@@ -62,6 +66,7 @@ class InMemoryBus:
         metrics: Metrics | None = None,
         max_deliver: int = 5,
         strict: bool = False,
+        dedup_window_s: float = 120.0,
     ) -> None:
         if max_deliver < 1:
             raise ValueError("max_deliver must be at least 1")
@@ -72,6 +77,8 @@ class InMemoryBus:
         self._subs: list[_Subscription] = []
         self._rr = itertools.count()
         self._closed = False
+        self._dedup_window_s = dedup_window_s
+        self._seen: OrderedDict[str, float] = OrderedDict()  # dedup id -> when (monotonic)
         self._in_flight = 0
         self._idle = asyncio.Event()
         self._idle.set()
@@ -86,6 +93,8 @@ class InMemoryBus:
             raise BusClosed("the bus is closed")
         if not is_valid_topic(subject):
             raise ValueError(f"cannot publish to {subject!r}: not a literal subject")
+        if self._is_duplicate(subject, packet):
+            return
         item: BusPacket | bytes = self._codec.encode(packet) if self._codec else packet
         groups: dict[tuple[str, str], list[_Subscription]] = {}
         for sub in self._subs:
@@ -97,6 +106,18 @@ class InMemoryBus:
                 groups.setdefault((sub.subject, sub.queue_group), []).append(sub)
         for members in groups.values():
             self._enqueue(members[next(self._rr) % len(members)], item, 0)
+
+    def _is_duplicate(self, subject: str, packet: BusPacket) -> bool:
+        mid = dedup_id(packet, subject) if is_durable_subject(subject) else None
+        if mid is None:
+            return False
+        now = time.monotonic()
+        while self._seen and next(iter(self._seen.values())) < now - self._dedup_window_s:
+            self._seen.popitem(last=False)
+        if mid in self._seen:
+            return True
+        self._seen[mid] = now
+        return False
 
     def _enqueue(self, sub: _Subscription, item: BusPacket | bytes, deliveries: int) -> None:
         self._in_flight += 1

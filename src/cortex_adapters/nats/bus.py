@@ -5,7 +5,8 @@ Guarantees (``durable=True``, the default; docs/adr/0005 and BUS_PROTOCOL.md sec
 * **Job subjects are stored.** ``sys.job.submit``, ``sys.job.result``, ``sys.job.cancel``,
   ``job.>`` and ``worker.*.jobs`` (``DURABLE_SUBJECTS``) go to one JetStream stream per
   ``subject_prefix``. ``publish`` returns once the stream has stored the packet, with
-  ``Nats-Msg-Id = dedup_id(packet)``, so a repeat within the duplicate window is stored once.
+  ``Nats-Msg-Id = dedup_id(packet, subject)``, so a repeat within the duplicate window is
+  stored once.
 * **At least once, acked after the handler.** A message is acked only when its handler
   returned. A handler that raises gets the message again (nak with a growing delay) until
   ``max_deliver`` deliveries, after which it is termed, logged and counted
@@ -371,7 +372,7 @@ class NatsBus:
         if (tp := traceparent(packet.trace_id)) is not None:
             headers[TRACEPARENT_HEADER] = tp
         if self._durable and is_durable_subject(subject):
-            msg_id = dedup_id(packet)
+            msg_id = dedup_id(packet, subject)
             if msg_id is not None:
                 headers[MSG_ID_HEADER] = msg_id
             await self._publish_stored(wire.js, subject, data, headers, retry=msg_id is not None)

@@ -1,0 +1,296 @@
+"""Scheduler V2 under load, as real OS processes against real NATS and Redis: a burst spread
+over capacity-limited workers, and a scheduler replica SIGKILLed in the middle of a burst."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import redis
+
+from tests.e2e.test_processes import (  # noqa: F401
+    NATS_URL,
+    _delete_stream,
+    cortex,
+    finished,
+    start_worker,
+)
+from tests.processes import Proc, claim_private_redis_db
+
+pytestmark = [pytest.mark.processes, pytest.mark.nats, pytest.mark.redis]
+
+BURST_HANDLER = Path(__file__).with_name("_burst_worker.py")
+PARALLEL = 2
+CLAIM = "cortex-test:claimed-by"
+
+
+@pytest.fixture
+def env() -> Iterator[dict[str, str]]:
+    """tests/e2e/test_processes.py's ``env``, plus a private Redis database: a private subject
+    namespace on the shared NATS, JetStream stream deleted afterwards."""
+    prefix = f"t{uuid.uuid4().hex[:10]}."
+    store, url = claim_private_redis_db()
+    yield {
+        "CORTEX_SUBJECT_PREFIX": prefix,
+        "REDIS_URL": url,
+        "NATS_URL": NATS_URL,
+        "CORTEX_ACK_WAIT_S": "2",
+        "CORTEX_HEARTBEAT_INTERVAL_S": "0.5",
+        "CORTEX_STALE_AFTER_S": "1.5",
+        "CORTEX_SWEEP_INTERVAL_S": "0.2",
+    }
+    asyncio.run(_delete_stream(prefix))
+    store.flushdb()  # ours alone since the claim
+    store.close()
+
+
+def _submit(http: httpx.Client, bodies: list[dict[str, object]]) -> list[str]:
+    """POST every body at once from a few threads; the job ids, in the order of ``bodies``."""
+
+    def post(body: dict[str, object]) -> str:
+        response = http.post("/v1/jobs", json=body)
+        assert response.status_code == 202, response.text
+        return str(response.json()["job_id"])
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        return list(pool.map(post, bodies))
+
+
+def _statuses(http: httpx.Client, job_ids: list[str]) -> dict[str, dict[str, object]]:
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        states = pool.map(lambda j: http.get(f"/v1/jobs/{j}").json(), job_ids)
+        return dict(zip(job_ids, states, strict=True))
+
+
+def _max_overlap(intervals: list[tuple[float, float]]) -> int:
+    """The most intervals open at one instant; one that ends exactly when another starts
+    does not overlap it."""
+    events = sorted([(s, 1) for s, _ in intervals] + [(e, -1) for _, e in intervals])
+    running = peak = 0
+    for _, delta in events:  # at equal times -1 sorts before +1
+        running += delta
+        peak = max(peak, running)
+    return peak
+
+
+def _max_outstanding(scheduler_lines: list[str]) -> dict[str, int]:
+    """Per worker, the most jobs the scheduler had dispatched to it and not yet seen finish,
+    replaying its own log in order. Informational: dispatches beyond the worker's capacity
+    wait in the worker's subject, they do not run (the handlers' intervals show that)."""
+    outstanding: Counter[str] = Counter()
+    peak: Counter[str] = Counter()
+    owner: dict[str, str] = {}
+    for line in scheduler_lines:
+        if "job_dispatched" in line:
+            job = re.search(r"job_id=(\S+)", line)
+            worker = re.search(r"subject=worker\.(\S+)\.jobs", line)
+            if job and worker:
+                owner[job.group(1)] = worker.group(1)
+                outstanding[worker.group(1)] += 1
+                peak[worker.group(1)] = max(peak[worker.group(1)], outstanding[worker.group(1)])
+        elif "job_finished" in line:
+            job = re.search(r"job_id=(\S+)", line)
+            if job and job.group(1) in owner:
+                outstanding[owner.pop(job.group(1))] -= 1
+    return dict(peak)
+
+
+def _stuck(open_: dict[str, dict[str, object]], schedulers: dict[str, Proc], redis_url: str) -> str:
+    """The unfinished jobs, grouped by (status, reason, worker, attempts, the last scheduler
+    event that named the job), with a few of their ids."""
+    store = redis.Redis.from_url(redis_url, decode_responses=True)
+    groups: dict[tuple[object, ...], list[str]] = {}
+    for job_id, state in open_.items():
+        last = "none"
+        for name, p in schedulers.items():
+            for line in p.lines:
+                if f"job_id={job_id} " in line and (event := re.search(r"\] (\S+)", line)):
+                    last = f"{event.group(1)} by the {name} scheduler"
+        worker, attempts = store.hmget(f"job:{job_id}", ["worker_id", "attempts"])
+        key = (state["status"], state["reason"], worker, attempts, last)
+        groups.setdefault(key, []).append(job_id)
+    store.close()
+    return "; ".join(
+        f"{len(jobs)} x (status, reason, worker, attempts, last event) = {key}, e.g. {jobs[:2]}"
+        for key, jobs in groups.items()
+    )
+
+
+def test_a_burst_spreads_evenly_and_no_worker_exceeds_its_parallelism(
+    cortex: tuple[str, list[Proc]],  # noqa: F811
+    env: dict[str, str],
+    tmp_path: Path,
+) -> None:
+    base, procs = cortex
+    workers: dict[str, Path] = {}
+    for n in range(3):
+        worker_id = f"burst{n}-{uuid.uuid4().hex[:6]}"
+        workers[worker_id] = tmp_path / f"{worker_id}.jsonl"
+        procs.append(
+            Proc(
+                "worker",
+                "run",
+                "--worker-id",
+                worker_id,
+                "--max-parallel-jobs",
+                str(PARALLEL),
+                "--pool",
+                "echo",
+                "--topic",
+                "job.echo",
+                "--handler",
+                f"{BURST_HANDLER}:handle",
+                env={**env, "CORTEX_TEST_INTERVALS": str(workers[worker_id])},
+            )
+        )
+    for p, worker_id in zip(procs[3:], workers, strict=True):
+        p.wait_for(f"cortex worker {worker_id} ready")
+    time.sleep(1.0)  # two heartbeats: the scheduler knows all three before the burst
+
+    bodies: list[dict[str, object]] = [
+        {"prompt": f"b{i}", "labels": {"echo.delay_ms": "20"}} for i in range(200)
+    ]
+    with httpx.Client(base_url=base, timeout=10) as http:
+        started = time.monotonic()
+        ids = _submit(http, bodies)
+        submitted = time.monotonic() - started
+        states = finished(http, ids, timeout=30)
+        elapsed = time.monotonic() - started
+        assert {s["status"] for s in states.values()} == {"COMPLETED"}, states
+        with ThreadPoolExecutor(max_workers=16) as pool:
+            results = list(
+                pool.map(lambda j: json.loads(http.get(f"/v1/jobs/{j}/result").content), ids)
+            )
+    for i, result in enumerate(results):
+        assert result["echo"] == f"b{i}", (ids[i], result)
+
+    # Spread: the worker that ran each job, as its result says.
+    counts = Counter(str(r["worker_id"]) for r in results)
+    spread = {w: counts.get(w, 0) for w in workers}
+    ratio = max(spread.values()) / max(min(spread.values()), 1)
+
+    # Concurrency, measured rather than configured: each job's handler wrote down when it
+    # entered and left (tests/e2e/_burst_worker.py), with the worker process's monotonic
+    # clock. The most intervals of one worker open at one instant is how many jobs it really
+    # ran at once. A heartbeat's active_jobs, the scheduler's reservations, or the worker's
+    # max_parallel_jobs would only restate the accounting under test.
+    runs: dict[str, list[dict[str, Any]]] = {}
+    for worker_id, path in workers.items():
+        runs[worker_id] = [json.loads(line) for line in path.read_text().splitlines()]
+    overlap = {
+        w: _max_overlap([(float(r["start"]), float(r["end"])) for r in rs])
+        for w, rs in runs.items()
+    }
+    outstanding = _max_outstanding(procs[2].lines)
+    report = (
+        f"200 jobs: submitted in {submitted:.2f}s, all COMPLETED after {elapsed:.2f}s; "
+        f"jobs per worker {spread} (max/min {ratio:.2f}); "
+        f"max jobs running at once per worker {overlap} (limit {PARALLEL}); "
+        f"scheduler's max dispatched-but-unfinished per worker {outstanding}"
+    )
+    print(f"\n{report}")
+
+    # Each job ran exactly once, on the worker its result names.
+    ran = Counter(str(r["job_id"]) for rs in runs.values() for r in rs)
+    twice = {j: n for j, n in ran.items() if n != 1}
+    assert ran.keys() == set(ids), report
+    assert not twice, f"ran more than once: {twice}; {report}"
+    for worker_id, rs in runs.items():
+        assert {str(r["worker_id"]) for r in rs} <= {worker_id}, report
+        assert len(rs) == spread[worker_id], report
+    assert max(overlap.values()) <= PARALLEL, report
+    assert max(overlap.values()) == PARALLEL, f"the burst never filled a worker: {report}"
+    assert min(spread.values()) >= 0.2 * len(ids), report
+
+
+def test_a_scheduler_killed_mid_burst_loses_and_duplicates_no_job(
+    cortex: tuple[str, list[Proc]],  # noqa: F811
+    env: dict[str, str],
+) -> None:
+    """Whatever the killed replica held must end up with the survivor: submits and results it
+    had not acked (JetStream redelivers them after ack_wait), and the jobs it had parked
+    waiting for a free slot (their submits were acked long ago)."""
+    base, procs = cortex
+    doomed = procs[2]
+    survivor = Proc("scheduler", env=env)  # same env: same queue group, store and stream
+    procs.append(survivor)
+    survivor.wait_for("cortex scheduler ready")
+    for n in range(3):
+        procs.append(start_worker(env, f"echo{n}-{uuid.uuid4().hex[:6]}", parallel=PARALLEL))
+    time.sleep(1.0)  # both schedulers have heard every worker's heartbeat
+
+    bodies: list[dict[str, object]] = [
+        {"prompt": f"k{i}", "labels": {"echo.delay_ms": "100"}} for i in range(100)
+    ]
+    with httpx.Client(base_url=base, timeout=10) as http:
+        ids = _submit(http, bodies)
+        # Kill it mid-burst, once some jobs are done and while it holds some of the rest:
+        # which replica gets which submit is the queue group's choice, so wait until the
+        # doomed one has parked jobs of its own (logged job_waiting, still PENDING).
+        deadline = time.monotonic() + 20
+        while True:
+            states = _statuses(http, ids)
+            done = sum(s["status"] == "COMPLETED" for s in states.values())
+            parked = {
+                m.group(1)
+                for line in list(doomed.lines)
+                if "job_waiting" in line and (m := re.search(r"job_id=(\S+)", line))
+            }
+            held = [j for j in parked if states.get(j, {}).get("status") == "PENDING"]
+            if done >= 20 and held:
+                break
+            assert time.monotonic() < deadline, (
+                f"{done} completed, the doomed scheduler holds {len(held)} parked jobs; "
+                f"{Counter(str(s['status']) for s in states.values())}"
+            )
+            time.sleep(0.02)
+        doomed.kill()  # SIGKILL: no drain, its unacked messages wait out the 2 s ack_wait
+        in_flight = Counter(str(s["status"]) for s in states.values() if s["status"] != "COMPLETED")
+        print(
+            f"\nkilled one scheduler at {done}/100 COMPLETED, others {dict(in_flight)}, "
+            f"{len(held)} of them parked in the killed one's waiting queue"
+        )
+
+        deadline = time.monotonic() + 25
+        while True:
+            states = _statuses(http, ids)
+            open_ = {j: s for j, s in states.items() if s["status"] in ("PENDING", "RUNNING")}
+            if not open_ or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        schedulers = {"killed": doomed, "survivor": survivor}
+        assert not open_, (
+            f"{len(open_)} of {len(ids)} jobs still unfinished 25 s after one scheduler was "
+            f"killed at {done} COMPLETED: {_stuck(open_, schedulers, env['REDIS_URL'])}"
+        )
+        not_completed = {
+            j: (s["status"], s["reason"]) for j, s in states.items() if s["status"] != "COMPLETED"
+        }
+        assert not not_completed, f"{len(not_completed)} of {len(ids)}: {not_completed}"
+        with ThreadPoolExecutor(max_workers=16) as pool:
+            results = list(
+                pool.map(lambda j: json.loads(http.get(f"/v1/jobs/{j}/result").content), ids)
+            )
+    for i, result in enumerate(results):
+        assert result["echo"] == f"k{i}", (ids[i], result)
+
+    # Exactly once: across both schedulers, one committed completion per job. (A SIGKILL
+    # between a commit and its log line would hide one; that window is microseconds wide.)
+    finishes = [line for p in (doomed, survivor) for line in p.lines if "job_finished" in line]
+    counts = {j: sum(f"job_id={j} " in line for line in finishes) for j in ids}
+    by_doomed = sum("job_finished" in line for line in doomed.lines)
+    print(
+        f"job_finished lines: {by_doomed} by the killed scheduler, "
+        f"{len(finishes) - by_doomed} by the survivor"
+    )
+    assert {j: n for j, n in counts.items() if n != 1} == {}
