@@ -42,10 +42,6 @@ TERMINAL_STATUSES = frozenset(
         JobStatus.TIMEOUT,
     }
 )
-RESULT_STATUSES = frozenset(
-    {JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.TIMEOUT}
-)
-"""The statuses a worker may report in a ``JobResult``."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -48,8 +48,3 @@ def check_context_ptr(pointer: str, job_id: str) -> None:
     """Raise ``PointerError`` unless ``pointer`` is exactly this job's context pointer."""
     if pointer != context_ptr(job_id):
         raise PointerError(f"context_ptr {pointer!r} is not {context_ptr(job_id)!r}")
-
-
-def check_result_ptr(pointer: str, job_id: str) -> None:
-    if pointer != result_ptr(job_id):
-        raise PointerError(f"result_ptr {pointer!r} is not {result_ptr(job_id)!r}")
