@@ -52,6 +52,15 @@ def is_valid_topic(topic: str) -> bool:
     return len(topic) <= MAX_TOPIC_LENGTH and _TOPIC.fullmatch(topic) is not None
 
 
+_JOB_TOPIC = re.compile(r"job\.[A-Za-z0-9_-]{1,64}(\.[A-Za-z0-9_-]{1,64})?")
+
+
+def is_job_topic(topic: str) -> bool:
+    """A topic a client may submit to: ``job.<pool>[.<kind>]``, each part 1-64 of letters,
+    digits, ``_`` or ``-``."""
+    return _JOB_TOPIC.fullmatch(topic) is not None
+
+
 def _require_token(kind: str, token: str) -> str:
     if not is_valid_token(token):
         raise ValueError(f"invalid {kind} {token!r}: use letters, digits, '_' or '-'")

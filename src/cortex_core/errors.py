@@ -44,3 +44,45 @@ class ConfigError(CortexError):
         super().__init__(f"{path}: {problem}")
         self.path = path
         self.problem = problem
+
+
+class InvalidField(CortexError):
+    """A request field breaks a rule or a limit. ``field`` names it (``labels.env``), ``limit``
+    is the limit it broke, when there is one. 400 over REST (413 for sizes), INVALID_ARGUMENT
+    over gRPC."""
+
+    def __init__(self, field: str, message: str, *, limit: int | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+        self.limit = limit
+
+
+class JobConflict(CortexError):
+    """The job is in a state that does not allow the action (cancel a finished job, approve a
+    job nobody asked about). 409 over REST, FAILED_PRECONDITION over gRPC."""
+
+    def __init__(self, job_id: str, status: str, message: str) -> None:
+        super().__init__(message)
+        self.job_id = job_id
+        self.status = status
+
+
+class Unauthenticated(CortexError):
+    """No API key, or one that belongs to no tenant. 401 / UNAUTHENTICATED."""
+
+
+class RateLimited(CortexError):
+    """The API key used up its request budget. 429 with ``Retry-After`` / RESOURCE_EXHAUSTED."""
+
+    def __init__(self, retry_after_s: float) -> None:
+        super().__init__(f"rate limit exceeded: retry after {retry_after_s:.2f} s")
+        self.retry_after_s = retry_after_s
+
+
+class Unavailable(CortexError):
+    """A dependency (the bus, the job store, the memory fabric) is down: the request was not
+    carried out and left nothing half-written. 503 / UNAVAILABLE."""
+
+    def __init__(self, dependency: str, message: str) -> None:
+        super().__init__(message)
+        self.dependency = dependency

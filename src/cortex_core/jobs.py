@@ -41,7 +41,14 @@ class JobSpec:
     tenant_id: str = ""
     labels: Mapping[str, str] = field(default_factory=dict)
     deadline: float | None = None
+    """Absolute (epoch seconds): past it the job ends TIMEOUT, running or waiting."""
     prompt_bytes: int = 0
+    timeout_s: float | None = None
+    """How long one attempt may run; an attempt that overruns it is retried (``max_attempts``)."""
+    idempotency_key: str = ""
+    """The client's key: the same tenant with the same key gets this job again."""
+    retry_of: str = ""
+    """The dead-lettered job this one retries, if any."""
 
     @classmethod
     def from_request(cls, request: JobRequest, *, trace_id: str, created_at: float) -> JobSpec:
@@ -57,6 +64,7 @@ class JobSpec:
             labels=request.labels,
             deadline=request.deadline,
             prompt_bytes=request.prompt_bytes,
+            timeout_s=request.timeout_s,
         )
 
     def to_request(self, *, attempt: int) -> JobRequest:
@@ -71,6 +79,7 @@ class JobSpec:
             deadline=self.deadline,
             attempt=attempt,
             prompt_bytes=self.prompt_bytes,
+            timeout_s=self.timeout_s,
         )
 
 
@@ -212,6 +221,9 @@ Job = (
     | CancelledJob
     | TimedOutJob
 )
+
+ActiveJob = PendingJob | ApprovalRequiredJob | RunningJob
+"""A job that has not finished: it can still be cancelled or time out."""
 
 JOB_CLASSES: Mapping[JobStatus, type[Job]] = {
     cls.status: cls

@@ -43,6 +43,9 @@ TERMINAL_STATUSES = frozenset(
     }
 )
 
+DEAD_LETTER_STATUSES = frozenset({JobStatus.FAILED, JobStatus.TIMEOUT, JobStatus.DENIED})
+"""The endings that put a job in the dead-letter view (``GET /v1/dlq``), where it may be retried."""
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class JobRequest:
@@ -56,6 +59,8 @@ class JobRequest:
     deadline: float | None = None
     attempt: int = 1
     prompt_bytes: int = 0
+    timeout_s: float | None = None
+    """How long this attempt may run on the worker (None: no limit of its own)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -67,6 +72,8 @@ class JobResult:
     execution_ms: int = 0
     error_code: str = ""
     error_message: str = ""
+    attempt: int = 0
+    """The ``JobRequest.attempt`` this answers (0: unknown, from a worker that doesn't say)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -86,6 +93,8 @@ class Heartbeat:
 class JobCancel:
     job_id: str
     reason: str = ""
+    attempt: int = 0
+    """Only this attempt (a retried job's earlier, overrunning one); 0: whichever runs."""
 
 
 Payload = JobRequest | JobResult | Heartbeat | JobCancel
@@ -111,15 +120,15 @@ def dedup_id(packet: BusPacket, subject: str) -> str | None:
 
     * submit (on ``sys.job.submit``): ``<job_id>``;
     * dispatch of attempt n (any other subject): ``<job_id>.<n>``;
-    * a worker's result: ``<job_id>.result.<worker_id>``;
-    * cancel: ``<job_id>.cancel``;
+    * a worker's result: ``<job_id>.result.<attempt>.<worker_id>``;
+    * cancel: ``<job_id>.cancel.<attempt>`` (attempt 0: a client's cancel of the job);
     * heartbeats: None (core NATS, never deduplicated).
     """
     p = packet.payload
     if isinstance(p, JobRequest):
         return p.job_id if subject == SUBJECT_JOB_SUBMIT else f"{p.job_id}.{p.attempt}"
     if isinstance(p, JobResult):
-        return f"{p.job_id}.result.{p.worker_id}"
+        return f"{p.job_id}.result.{p.attempt}.{p.worker_id}"
     if isinstance(p, JobCancel):
-        return f"{p.job_id}.cancel"
+        return f"{p.job_id}.cancel.{p.attempt}"
     return None

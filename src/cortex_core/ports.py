@@ -97,9 +97,26 @@ class MemoryStore(Lifecycle, Protocol):
     async def get_result(self, job_id: str) -> bytes | None: ...
 
 
+StatusFilter = JobStatus | frozenset[JobStatus] | None
+"""One status, any of a set of statuses, or every job."""
+
+
 class JobStore(Lifecycle, Protocol):
     async def create(self, job: PendingJob) -> bool:
         """Save a new job. False, and nothing written, if the id is taken."""
+        ...
+
+    async def create_or_get(self, job: PendingJob) -> Job:
+        """Save a new job unless its tenant already has a job with the same non-empty
+        ``spec.idempotency_key``; return the stored job: ``job`` itself when it was saved, the
+        earlier job otherwise. Atomic: of concurrent calls with one key, exactly one saves.
+        ``ValueError`` if the job id is taken (with no earlier job for the key)."""
+        ...
+
+    async def withdraw(self, job: PendingJob) -> bool:
+        """Delete a job nothing has happened to yet (stored version == ``job.version``), with
+        its idempotency key: the undo of a submit whose publish failed. False, and nothing
+        deleted, if the job has moved on or is not there."""
         ...
 
     async def get(self, job_id: str) -> Job | None: ...
@@ -112,17 +129,26 @@ class JobStore(Lifecycle, Protocol):
         ...
 
     async def list_jobs(
-        self, *, status: JobStatus | None = None, limit: int = 50, cursor: str | None = None
+        self,
+        *,
+        status: StatusFilter = None,
+        tenant_id: str | None = None,
+        topic: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
     ) -> tuple[list[Job], str | None]:
         """One page of jobs, newest first: by ``spec.created_at``, ties by ``job_id`` (both
-        descending); only jobs in ``status`` if given.
+        descending); only jobs in ``status`` (one, or any of a set), of ``tenant_id`` and with
+        exactly ``topic``, for each filter given.
 
         Returns the page (at most ``limit`` jobs, ``limit`` ≥ 1) and the cursor of the next page,
         None when there is none. The cursor is opaque and belongs to the store that issued it;
         it marks a position, so jobs created after the first page never shift later pages.
-        A page is not a snapshot: a job that changes status while the page is read may be left
-        out of a filtered page, but every job returned is in ``status``. ``ValueError`` for a
-        bad ``limit`` or a cursor not in the form this store issues.
+        A page may hold fewer than ``limit`` jobs while a cursor is returned (a store may bound
+        the work one call does on a filter its indexes don't cover); only a None cursor means
+        the end. A page is not a snapshot: a job that changes status while the page is read may
+        be left out of a filtered page, but every job returned matches every filter.
+        ``ValueError`` for a bad ``limit`` or a cursor not in the form this store issues.
         """
         ...
 

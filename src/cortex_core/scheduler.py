@@ -26,12 +26,13 @@ from dataclasses import dataclass, field
 from cortex_core.bus_protocol import (
     QUEUE_SCHEDULER,
     SUBJECT_HEARTBEAT_ALL,
+    SUBJECT_JOB_CANCEL,
     SUBJECT_JOB_RESULT,
     SUBJECT_JOB_SUBMIT,
     worker_subject,
 )
 from cortex_core.jobs import APPROVED, Job, JobSpec, PendingJob, RunningJob, new_job
-from cortex_core.messages import BusPacket, Heartbeat, JobRequest, JobResult, JobStatus
+from cortex_core.messages import BusPacket, Heartbeat, JobCancel, JobRequest, JobResult, JobStatus
 from cortex_core.policy import Decision, SafetyRequest
 from cortex_core.ports import (
     Bus,
@@ -51,6 +52,8 @@ NO_POOL_FOR_TOPIC = "no_pool_for_topic"
 RETRY = "retry"
 """The waiting reason of a job whose worker went silent: it backs off, then goes again."""
 WORKER_LOST = "worker_lost"
+OVERRAN = "overran"
+"""An attempt ran past the job's ``timeout_s``: it is cancelled and the job tried again."""
 DEADLINE_PASSED = "deadline_passed"
 WAITING_REASONS = frozenset({NO_WORKERS, POOL_AT_CAPACITY})
 DISPATCH_FAILED = "dispatch_failed"
@@ -75,6 +78,12 @@ class SchedulerConfig:
     retry_backoff_s: float = 1.0
     """The wait before attempt n+1 is ``retry_backoff_s * 2**(n-1)``, at most the cap below."""
     retry_backoff_max_s: float = 60.0
+    overrun_grace_s: float = 5.0
+    """How long past its ``timeout_s`` an attempt may go unreported (the worker enforces the
+    timeout itself and reports TIMEOUT) before the scheduler gives up on it."""
+    orphan_after_s: float = 60.0
+    """A job left PENDING this long without a scheduler having seen it (its submit was lost,
+    or its publish failed and could not be undone) is taken up by the sweep."""
 
     def backoff(self, attempts: int) -> float:
         return min(self.retry_backoff_s * 2.0 ** max(attempts - 1, 0), self.retry_backoff_max_s)
@@ -159,34 +168,64 @@ class Scheduler:
             if job.spec.deadline is not None and now >= job.spec.deadline:
                 await self._finish(job.time_out(DEADLINE_PASSED, now), job.worker_id)
                 continue
+            timeout = job.spec.timeout_s
+            if timeout is not None and now > job.updated_at + timeout + cfg.overrun_grace_s:
+                await self._cancel_attempt(job, f"ran past its timeout of {timeout:g} s")
+                await self._retry_or_fail(
+                    job, f"{OVERRAN}: attempt {job.attempts} ran past {timeout:g} s", now
+                )
+                continue
             worker = workers.get(job.worker_id or "")
             if worker is None and not settled:
                 continue
             if worker is not None and worker.is_fresh(now, cfg.stale_after_s):
                 continue
-            if job.attempts >= cfg.max_attempts:
-                reason = (
-                    f"{WORKER_LOST}: worker {job.worker_id} went silent; "
-                    f"gave up after {job.attempts} attempts"
-                )
-                await self._finish(job.fail(reason, now), job.worker_id)
-            elif await self._commit(job.requeue(RETRY, now)):
-                if job.worker_id is not None:
-                    await self._registry.release(job.worker_id)
-                log.warning(
-                    "job_requeued",
-                    extra=_fields(job, worker_id=job.worker_id, attempts=job.attempts),
-                )
+            await self._retry_or_fail(
+                job, f"{WORKER_LOST}: worker {job.worker_id} went silent", now
+            )
         queued = self._queued()
         for job in await self._all(JobStatus.PENDING):
             if not isinstance(job, PendingJob):
                 continue
             if job.spec.deadline is not None and now >= job.spec.deadline:
                 await self._finish(job.time_out(DEADLINE_PASSED, now), None)
-            elif job.reason == RETRY and now >= job.updated_at + cfg.backoff(job.attempts):
+            elif job.reason == APPROVED or (
+                job.reason == RETRY and now >= job.updated_at + cfg.backoff(job.attempts)
+            ):
                 await self._route(job)
             elif job.reason in WAITING_REASONS:
                 self._adopt_waiting(job, queued)
+            elif job.reason is None and now - job.updated_at > cfg.orphan_after_s:
+                log.warning("orphan_adopted", extra=_fields(job))
+                await self._admit(job)
+
+    async def _retry_or_fail(self, job: RunningJob, cause: str, now: float) -> None:
+        """Put ``job`` back PENDING for another attempt after its backoff, or FAIL it once it
+        has had ``max_attempts``."""
+        if job.attempts >= self._config.max_attempts:
+            reason = f"{cause}; gave up after {job.attempts} attempts"
+            await self._finish(job.fail(reason, now), job.worker_id)
+        elif await self._commit(job.requeue(RETRY, now)):
+            if job.worker_id is not None:
+                await self._registry.release(job.worker_id)
+            log.warning(
+                "job_requeued",
+                extra=_fields(job, worker_id=job.worker_id, attempts=job.attempts, cause=cause),
+            )
+
+    async def _cancel_attempt(self, job: RunningJob, reason: str) -> None:
+        """Tell the worker of an attempt given up on to stop it (best effort: its result is
+        ignored anyway, since the job has moved on)."""
+        notice = BusPacket(
+            trace_id=job.spec.trace_id,
+            sender_id=self._config.sender_id,
+            created_at=self._clock.now(),
+            payload=JobCancel(job_id=job.job_id, reason=reason, attempt=job.attempts),
+        )
+        try:
+            await self._bus.publish(SUBJECT_JOB_CANCEL, notice)
+        except Exception as exc:
+            log.warning("cancel_notice_failed", extra=_fields(job, cause=repr(exc)))
 
     def _dispatch_of(self, running: RunningJob) -> tuple[str, BusPacket]:
         """Where and what a dispatch of ``running`` publishes (the same for a re-publish)."""
@@ -267,6 +306,12 @@ class Scheduler:
             # A redelivery of a job that moved on: nothing new to do.
             log.info("submit_ignored", extra=_fields(job, status=job.status if job else None))
             return
+        await self._admit(job)
+
+    async def _admit(self, job: PendingJob) -> None:
+        """A new job: ask the safety policy, then route it (or end it DENIED, or park it for
+        approval)."""
+        now = self._clock.now()
         self._metrics.inc_jobs_received(job.spec.topic)
         decision = await self._safety.check(SafetyRequest.for_job(job.spec))
         fields = _fields(job, rule_id=decision.rule_id, reason=decision.reason)
@@ -399,6 +444,11 @@ class Scheduler:
                 "result_ignored", extra=_fields(job, status=job.status, result_status=result.status)
             )
             return
+        if result.attempt not in (0, job.attempts) and result.status is not JobStatus.COMPLETED:
+            # An attempt given up on (it overran, or its worker went silent) reports late:
+            # the attempt running now decides. A completion still counts: the work is done.
+            log.info("stale_result_ignored", extra=_fields(job, attempt=result.attempt))
+            return
         now = self._clock.now()
         new: Job
         if result.status is JobStatus.COMPLETED:
@@ -409,6 +459,11 @@ class Scheduler:
         elif result.status is JobStatus.CANCELLED:
             new = job.cancel(result.error_message or "cancelled by worker", now)
         elif result.status is JobStatus.TIMEOUT:
+            if job.spec.deadline is None or now < job.spec.deadline:
+                # The attempt ran past its own time limit, not the job's deadline: try again.
+                why = result.error_message or "timed out on worker"
+                await self._retry_or_fail(job, f"{OVERRAN}: {why}", now)
+                return
             new = job.time_out(result.error_message or "timed out on worker", now)
         else:
             self._drop(

@@ -18,12 +18,21 @@ from cortex_adapters.memory import (
     InProcessSafetyChecker,
 )
 from cortex_core.bus_protocol import (
+    SUBJECT_JOB_CANCEL,
     SUBJECT_JOB_RESULT,
     SUBJECT_JOB_SUBMIT,
     heartbeat_subject,
 )
 from cortex_core.jobs import ApprovalRequiredJob, JobSpec, new_job
-from cortex_core.messages import BusPacket, Heartbeat, JobRequest, JobResult, JobStatus, Payload
+from cortex_core.messages import (
+    BusPacket,
+    Heartbeat,
+    JobCancel,
+    JobRequest,
+    JobResult,
+    JobStatus,
+    Payload,
+)
 from cortex_core.pointers import context_ptr, result_ptr
 from cortex_core.policy import Decision, Policy, Rule
 from cortex_core.routing import RoutingTable
@@ -67,9 +76,23 @@ class Harness:
             JobRequest(job_id=job_id, topic=topic, context_ptr=context_ptr(job_id)),
         )
 
-    async def result(self, job_id: str, status: JobStatus = JobStatus.COMPLETED, **kw: str) -> None:
+    async def result(
+        self,
+        job_id: str,
+        status: JobStatus = JobStatus.COMPLETED,
+        attempt: int = 0,
+        *,
+        error_message: str = "",
+    ) -> None:
         await self.send(
-            SUBJECT_JOB_RESULT, JobResult(job_id=job_id, status=status, worker_id="w1", **kw)
+            SUBJECT_JOB_RESULT,
+            JobResult(
+                job_id=job_id,
+                status=status,
+                worker_id="w1",
+                attempt=attempt,
+                error_message=error_message,
+            ),
         )
 
     async def status(self, job_id: str) -> JobStatus | None:
@@ -260,7 +283,8 @@ async def test_two_schedulers_never_both_dispatch_a_job() -> None:
 @given(
     st.lists(
         st.sampled_from(
-            [JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.TIMEOUT]
+            # TIMEOUT is left out: without a deadline it retries the job (tested below).
+            [JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED]
         ),
         min_size=1,
         max_size=6,
@@ -295,17 +319,9 @@ async def test_a_job_that_needs_approval_waits_then_goes_once_approved() -> None
     assert job.reason == "big prompt"
     assert h.dispatched == []
     assert await h.jobs.transition(job.approve(h.clock.now()))
-    # The approval path hands the job back to the scheduler (straight to on_submit here: on
-    # the bus a second submit of j1 would be de-duplicated; the approve endpoint (issue 5)
-    # needs its own de-duplication id). The policy is not asked again.
-    await h.scheduler.on_submit(
-        BusPacket(
-            trace_id="ab" * 16,
-            sender_id="approver",
-            created_at=h.clock.now(),
-            payload=JobRequest(job_id="j1", topic="job.echo", context_ptr=context_ptr("j1")),
-        )
-    )
+    # The front door only records the approval; the next sweep routes the job, without asking
+    # the policy again (it would ask for approval once more).
+    await h.scheduler.sweep()
     await h.bus.settle()
     running = await h.jobs.get("j1")
     assert running is not None
@@ -500,3 +516,129 @@ async def test_a_redelivered_submit_republishes_a_dispatch_that_never_went_out(h
     )
     await h.bus.settle()
     assert [jid for jid, _ in h.dispatched] == ["lost", "j2"]
+
+
+async def test_a_worker_timeout_without_a_deadline_retries_then_fails(h: Harness) -> None:
+    await h.heartbeat("w1", max_jobs=4)
+    await h.submit("j1")
+    for attempt in (1, 2, 3):
+        job = await h.jobs.get("j1")
+        assert job is not None
+        assert job.status is JobStatus.RUNNING
+        assert job.attempts == attempt
+        await h.result("j1", JobStatus.TIMEOUT, attempt, error_message="the job ran past its time")
+        if attempt < 3:
+            assert await h.status("j1") is JobStatus.PENDING
+            h.clock.advance(2.0**attempt)  # past the backoff
+            await h.heartbeat("w1", max_jobs=4)
+            await h.scheduler.sweep()
+    job = await h.jobs.get("j1")
+    assert job is not None
+    assert job.status is JobStatus.FAILED
+    assert job.reason == "overran: the job ran past its time; gave up after 3 attempts"
+    assert [jid for jid, _ in h.dispatched] == ["j1"] * 3
+
+
+async def test_a_worker_timeout_after_the_deadline_ends_the_job_timeout() -> None:
+    h = await make_harness()
+    await h.heartbeat("w1")
+    spec = JobSpec(
+        job_id="j1",
+        trace_id="ab" * 16,
+        topic="job.echo",
+        context_ptr=context_ptr("j1"),
+        created_at=h.clock.now(),
+        deadline=h.clock.now() + 5,
+    )
+    await h.jobs.create(new_job(spec, h.clock.now()))
+    await h.send(SUBJECT_JOB_SUBMIT, spec.to_request(attempt=0))
+    h.clock.advance(6)
+    await h.result("j1", JobStatus.TIMEOUT, error_message="deadline")
+    assert await h.status("j1") is JobStatus.TIMEOUT
+    await h.bus.close()
+
+
+async def test_an_attempt_that_overruns_its_timeout_is_cancelled_and_retried() -> None:
+    h = await make_harness()
+    cancels: list[BusPacket] = []
+
+    async def spy(packet: BusPacket) -> None:
+        cancels.append(packet)
+
+    await h.bus.subscribe(SUBJECT_JOB_CANCEL, spy)
+    await h.heartbeat("w1", max_jobs=4)
+    spec = JobSpec(
+        job_id="j1",
+        trace_id="ab" * 16,
+        topic="job.echo",
+        context_ptr=context_ptr("j1"),
+        created_at=h.clock.now(),
+        timeout_s=10,
+    )
+    await h.jobs.create(new_job(spec, h.clock.now()))
+    await h.send(SUBJECT_JOB_SUBMIT, spec.to_request(attempt=0))
+    assert h.dispatched[0][1].payload == spec.to_request(attempt=1)  # the worker gets timeout_s
+    h.clock.advance(14)  # past 10 s, but within the 5 s grace: the worker may still report
+    await h.heartbeat("w1", max_jobs=4)
+    await h.scheduler.sweep()
+    assert await h.status("j1") is JobStatus.RUNNING
+    h.clock.advance(2)
+    await h.heartbeat("w1", max_jobs=4)
+    await h.scheduler.sweep()
+    await h.bus.settle()
+    job = await h.jobs.get("j1")
+    assert job is not None
+    assert job.status is JobStatus.PENDING
+    assert job.reason == "retry"
+    assert [c.payload for c in cancels] == [
+        JobCancel(job_id="j1", reason="ran past its timeout of 10 s", attempt=1)
+    ]
+    h.clock.advance(1)
+    await h.heartbeat("w1", max_jobs=4)
+    await h.scheduler.sweep()
+    await h.bus.settle()
+    assert [p.payload.attempt for _, p in h.dispatched if isinstance(p.payload, JobRequest)] == [
+        1,
+        2,
+    ]
+    await h.bus.close()
+
+
+async def test_an_orphaned_pending_job_is_taken_up_by_the_sweep() -> None:
+    """A job the front door recorded but whose submit never reached a scheduler."""
+    h = await make_harness()
+    await h.heartbeat("w1")
+    spec = JobSpec(
+        job_id="j1",
+        trace_id="ab" * 16,
+        topic="job.echo",
+        context_ptr=context_ptr("j1"),
+        created_at=h.clock.now(),
+    )
+    await h.jobs.create(new_job(spec, h.clock.now()))
+    h.clock.advance(30)
+    await h.heartbeat("w1")
+    await h.scheduler.sweep()
+    assert await h.status("j1") is JobStatus.PENDING  # not orphaned yet: the submit may come
+    h.clock.advance(31)
+    await h.heartbeat("w1")
+    await h.scheduler.sweep()
+    assert await h.status("j1") is JobStatus.RUNNING
+    assert h.metrics.total("jobs_received") == 1
+    await h.bus.close()
+
+
+async def test_a_late_failure_of_an_attempt_given_up_on_changes_nothing(h: Harness) -> None:
+    await h.heartbeat("w1", max_jobs=4)
+    await h.submit("j1")
+    await h.result("j1", JobStatus.TIMEOUT, 1)
+    h.clock.advance(1)
+    await h.heartbeat("w1", max_jobs=4)
+    await h.scheduler.sweep()  # attempt 2 runs now
+    await h.result("j1", JobStatus.FAILED, 1, error_message="late")
+    job = await h.jobs.get("j1")
+    assert job is not None
+    assert job.status is JobStatus.RUNNING
+    assert job.attempts == 2
+    await h.result("j1", JobStatus.COMPLETED, 2)
+    assert await h.status("j1") is JobStatus.COMPLETED

@@ -62,6 +62,7 @@ def to_betterproto(packet: BusPacket) -> v1.BusPacket:
             deadline=_ts(p.deadline) if p.deadline is not None else None,
             attempt=p.attempt,
             prompt_bytes=p.prompt_bytes,
+            timeout_s=p.timeout_s,
         )
     elif isinstance(p, JobResult):
         msg.job_result = v1.JobResult(
@@ -72,6 +73,7 @@ def to_betterproto(packet: BusPacket) -> v1.BusPacket:
             execution_ms=p.execution_ms,
             error_code=p.error_code,
             error_message=p.error_message,
+            attempt=p.attempt,
         )
     elif isinstance(p, Heartbeat):
         msg.heartbeat = v1.Heartbeat(
@@ -86,7 +88,7 @@ def to_betterproto(packet: BusPacket) -> v1.BusPacket:
             max_parallel_jobs=p.max_parallel_jobs,
         )
     else:
-        msg.job_cancel = v1.JobCancel(job_id=p.job_id, reason=p.reason)
+        msg.job_cancel = v1.JobCancel(job_id=p.job_id, reason=p.reason, attempt=p.attempt)
     return msg
 
 
@@ -107,6 +109,7 @@ def from_betterproto(msg: v1.BusPacket) -> BusPacket:
             deadline=_seconds(r.deadline) if r.deadline is not None else None,
             attempt=r.attempt,
             prompt_bytes=r.prompt_bytes,
+            timeout_s=r.timeout_s,
         )
     elif msg.job_result is not None:
         s = msg.job_result
@@ -121,6 +124,7 @@ def from_betterproto(msg: v1.BusPacket) -> BusPacket:
             execution_ms=s.execution_ms,
             error_code=s.error_code,
             error_message=s.error_message,
+            attempt=s.attempt,
         )
     elif msg.heartbeat is not None:
         h = msg.heartbeat
@@ -136,7 +140,8 @@ def from_betterproto(msg: v1.BusPacket) -> BusPacket:
             capabilities=tuple(h.capabilities),
         )
     elif msg.job_cancel is not None:
-        payload = JobCancel(job_id=msg.job_cancel.job_id, reason=msg.job_cancel.reason)
+        c = msg.job_cancel
+        payload = JobCancel(job_id=c.job_id, reason=c.reason, attempt=c.attempt)
     else:
         raise CodecError("packet has no payload, or one this version does not know")
     created = _seconds(msg.created_at) if msg.created_at is not None else 0.0

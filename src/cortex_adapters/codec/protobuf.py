@@ -81,6 +81,8 @@ class ProtobufCodec:
                 r.labels.update(p.labels)
             if p.deadline is not None:
                 _set_time(r.deadline, p.deadline)
+            if p.timeout_s is not None:
+                r.timeout_s = p.timeout_s
         elif isinstance(p, JobResult):
             msg.job_result.CopyFrom(
                 pb.JobResult(
@@ -91,6 +93,7 @@ class ProtobufCodec:
                     execution_ms=p.execution_ms,
                     error_code=p.error_code,
                     error_message=p.error_message,
+                    attempt=p.attempt,
                 )
             )
         elif isinstance(p, Heartbeat):
@@ -110,6 +113,7 @@ class ProtobufCodec:
         elif isinstance(p, JobCancel):
             msg.job_cancel.job_id = p.job_id
             msg.job_cancel.reason = p.reason
+            msg.job_cancel.attempt = p.attempt
         else:  # pragma: no cover - the Payload union is closed
             raise CodecError(f"cannot encode payload {type(p).__name__}")
         return msg.SerializeToString()
@@ -137,6 +141,7 @@ class ProtobufCodec:
                 deadline=_get_time(r.deadline) if r.HasField("deadline") else None,
                 attempt=r.attempt,
                 prompt_bytes=r.prompt_bytes,
+                timeout_s=r.timeout_s if r.HasField("timeout_s") else None,
             )
         elif kind == "job_result":
             s = msg.job_result
@@ -151,6 +156,7 @@ class ProtobufCodec:
                 execution_ms=s.execution_ms,
                 error_code=s.error_code,
                 error_message=s.error_message,
+                attempt=s.attempt,
             )
         elif kind == "heartbeat":
             h = msg.heartbeat
@@ -166,7 +172,8 @@ class ProtobufCodec:
                 capabilities=tuple(h.capabilities),
             )
         elif kind == "job_cancel":
-            payload = JobCancel(job_id=msg.job_cancel.job_id, reason=msg.job_cancel.reason)
+            c = msg.job_cancel
+            payload = JobCancel(job_id=c.job_id, reason=c.reason, attempt=c.attempt)
         else:
             raise CodecError("packet has no payload, or one this version does not know")
         return BusPacket(

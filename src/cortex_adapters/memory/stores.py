@@ -8,7 +8,7 @@ from cortex_core.errors import PayloadTooLarge
 from cortex_core.jobs import Job, PendingJob
 from cortex_core.messages import JobStatus
 from cortex_core.pointers import context_key, context_ptr, result_key, result_ptr
-from cortex_core.ports import Clock
+from cortex_core.ports import Clock, StatusFilter
 
 DEFAULT_TTL_S = 24 * 3600.0
 DEFAULT_MAX_VALUE_BYTES = 1 << 20
@@ -73,6 +73,7 @@ class InMemoryJobStore:
 
     def __init__(self) -> None:
         self._jobs: dict[str, Job] = {}
+        self._keys: dict[tuple[str, str], str] = {}  # (tenant, idempotency key) -> job_id
 
     async def start(self) -> None:
         return None
@@ -86,6 +87,28 @@ class InMemoryJobStore:
         self._jobs[job.job_id] = job
         return True
 
+    async def create_or_get(self, job: PendingJob) -> Job:
+        spec = job.spec
+        key = (spec.tenant_id, spec.idempotency_key)
+        if spec.idempotency_key and key in self._keys:
+            return self._jobs[self._keys[key]]
+        if job.job_id in self._jobs:
+            raise ValueError(f"job id {job.job_id!r} is taken")
+        self._jobs[job.job_id] = job
+        if spec.idempotency_key:
+            self._keys[key] = job.job_id
+        return job
+
+    async def withdraw(self, job: PendingJob) -> bool:
+        current = self._jobs.get(job.job_id)
+        if current is None or current.version != job.version:
+            return False
+        del self._jobs[job.job_id]
+        key = (job.spec.tenant_id, job.spec.idempotency_key)
+        if self._keys.get(key) == job.job_id:
+            del self._keys[key]
+        return True
+
     async def get(self, job_id: str) -> Job | None:
         return self._jobs.get(job_id)
 
@@ -97,23 +120,37 @@ class InMemoryJobStore:
         return True
 
     async def list_jobs(
-        self, *, status: JobStatus | None = None, limit: int = 50, cursor: str | None = None
+        self,
+        *,
+        status: StatusFilter = None,
+        tenant_id: str | None = None,
+        topic: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
     ) -> tuple[list[Job], str | None]:
         """Newest first, as in the port: a scan of every job, fine for one process's jobs."""
         if limit < 1:
             raise ValueError(f"limit must be at least 1, not {limit}")
         after = None if cursor is None else _parse_cursor(cursor)
+        statuses = None if status is None else _statuses(status)
         jobs = heapq.nlargest(
             limit + 1,
             (
                 j
                 for j in self._jobs.values()
-                if (status is None or j.status == status) and (after is None or _key(j) < after)
+                if (statuses is None or j.status in statuses)
+                and (tenant_id is None or j.spec.tenant_id == tenant_id)
+                and (topic is None or j.spec.topic == topic)
+                and (after is None or _key(j) < after)
             ),
             key=_key,
         )
         page = jobs[:limit]
         return page, (_cursor(page[-1]) if len(jobs) > limit else None)
+
+
+def _statuses(status: JobStatus | frozenset[JobStatus]) -> frozenset[JobStatus]:
+    return frozenset({status}) if isinstance(status, JobStatus) else status
 
 
 def _key(job: Job) -> tuple[float, str]:

@@ -107,8 +107,9 @@ class Worker:
         self._metrics = metrics
         self._slots = asyncio.Semaphore(config.max_parallel_jobs)
         self._active = 0
-        self._running: dict[str, asyncio.Task[bytes]] = {}
-        self._cancelled: OrderedDict[str, str] = OrderedDict()  # job_id -> reason
+        self._running: dict[str, tuple[int, asyncio.Task[bytes]]] = {}  # job_id -> attempt, task
+        self._cancelled: OrderedDict[str, tuple[int, str]] = OrderedDict()
+        """job_id -> (the attempt cancelled, 0 for every attempt; the reason)"""
         self._closing = False
         self._subs: list[Subscription] = []
         self._heartbeats: asyncio.Task[None] | None = None
@@ -245,10 +246,10 @@ class Worker:
         if not isinstance(cancel, JobCancel):
             return
         reason = cancel.reason or "cancelled"
-        task = self._running.get(cancel.job_id)
-        if task is not None:
-            self._cancelled[cancel.job_id] = reason
-            task.cancel()
+        running = self._running.get(cancel.job_id)
+        if running is not None and cancel.attempt in (0, running[0]):
+            self._cancelled[cancel.job_id] = (cancel.attempt, reason)
+            running[1].cancel()
             log.info(
                 "job_cancelling",
                 extra={
@@ -257,8 +258,8 @@ class Worker:
                     "worker_id": self.config.worker_id,
                 },
             )
-        else:  # not here (yet): remember it, in case the job arrives after its cancel
-            self._cancelled[cancel.job_id] = reason
+        elif running is None:  # not here (yet): remember it, in case the job arrives after it
+            self._cancelled[cancel.job_id] = (cancel.attempt, reason)
             while len(self._cancelled) > _REMEMBERED_CANCELS:
                 self._cancelled.popitem(last=False)
 
@@ -278,8 +279,20 @@ class Worker:
                 },
             )
 
+    def _cancel_applies(self, request: JobRequest) -> bool:
+        cancelled = self._cancelled.get(request.job_id)
+        return cancelled is not None and cancelled[0] in (0, request.attempt)
+
+    def _cancel_reason(self, request: JobRequest) -> str | None:
+        """The reason ``request`` was cancelled (forgetting the cancel), or None."""
+        if not self._cancel_applies(request):
+            return None
+        return self._cancelled.pop(request.job_id)[1]
+
     def _time_left(self, request: JobRequest) -> float | None:
         limits = [self.config.job_timeout_s] if self.config.job_timeout_s is not None else []
+        if request.timeout_s is not None:
+            limits.append(request.timeout_s)
         if request.deadline is not None:
             limits.append(request.deadline - self._clock.now())
         return min(limits) if limits else None
@@ -296,13 +309,14 @@ class Worker:
                 execution_ms=int((time.perf_counter() - started) * 1000),
                 error_code=code,
                 error_message=message,
+                attempt=request.attempt,
             )
 
         def failed(code: str, message: str) -> JobResult:
             return ended(JobStatus.FAILED, code, message)
 
-        if request.job_id in self._cancelled:
-            return ended(JobStatus.CANCELLED, "cancelled", self._cancelled.pop(request.job_id))
+        if (why := self._cancel_reason(request)) is not None:
+            return ended(JobStatus.CANCELLED, "cancelled", why)
         time_left = self._time_left(request)
         if time_left is not None and time_left <= 0:
             return ended(
@@ -322,8 +336,8 @@ class Worker:
             return await self._handler(job)
 
         task = asyncio.create_task(run_handler(), name=f"job:{request.job_id}")
-        self._running[request.job_id] = task
-        if request.job_id in self._cancelled:  # cancelled while its context was being fetched
+        self._running[request.job_id] = (request.attempt, task)
+        if self._cancel_applies(request):  # cancelled while its context was being fetched
             task.cancel()
         try:
             async with asyncio.timeout(time_left):
@@ -338,8 +352,8 @@ class Worker:
             if current is not None and current.cancelling():
                 task.cancel()
                 raise  # the worker itself is being cancelled, not the job
-            if request.job_id in self._cancelled:
-                return ended(JobStatus.CANCELLED, "cancelled", self._cancelled.pop(request.job_id))
+            if (why := self._cancel_reason(request)) is not None:
+                return ended(JobStatus.CANCELLED, "cancelled", why)
             # Nobody cancelled it: the handler raised CancelledError itself. A failure, not a
             # reason to take the subscription down with it.
             return failed("CancelledError", "the handler raised CancelledError unasked")
@@ -355,4 +369,5 @@ class Worker:
             result_ptr=pointer,
             worker_id=wid,
             execution_ms=int((time.perf_counter() - started) * 1000),
+            attempt=request.attempt,
         )

@@ -252,6 +252,11 @@ class JobCancel(betterproto2.Message):
 
     reason: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
 
+    attempt: "int" = betterproto2.field(3, betterproto2.TYPE_UINT32)
+    """
+    only this attempt; 0: whichever attempt runs
+    """
+
 
 default_message_pool.register_message("cortex.v1", "JobCancel", JobCancel)
 
@@ -301,6 +306,11 @@ class JobRequest(betterproto2.Message):
     size of the prompt, for the safety policy
     """
 
+    timeout_s: "float | None" = betterproto2.field(11, betterproto2.TYPE_DOUBLE, optional=True)
+    """
+    how long this attempt may run; unset: no limit
+    """
+
 
 default_message_pool.register_message("cortex.v1", "JobRequest", JobRequest)
 
@@ -328,6 +338,11 @@ class JobResult(betterproto2.Message):
     error_code: "str" = betterproto2.field(6, betterproto2.TYPE_STRING)
 
     error_message: "str" = betterproto2.field(7, betterproto2.TYPE_STRING)
+
+    attempt: "int" = betterproto2.field(8, betterproto2.TYPE_UINT32)
+    """
+    the JobRequest.attempt this result answers
+    """
 
 
 default_message_pool.register_message("cortex.v1", "JobResult", JobResult)

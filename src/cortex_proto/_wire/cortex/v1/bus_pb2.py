@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13\x63ortex/v1/bus.proto\x12\tcortex.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb6\x02\n\tBusPacket\x12\x10\n\x08trace_id\x18\x01 \x01(\t\x12\x11\n\tsender_id\x18\x02 \x01(\t\x12.\n\ncreated_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x18\n\x10protocol_version\x18\x04 \x01(\r\x12,\n\x0bjob_request\x18\n \x01(\x0b\x32\x15.cortex.v1.JobRequestH\x00\x12*\n\njob_result\x18\x0b \x01(\x0b\x32\x14.cortex.v1.JobResultH\x00\x12)\n\theartbeat\x18\x0c \x01(\x0b\x32\x14.cortex.v1.HeartbeatH\x00\x12*\n\njob_cancel\x18\r \x01(\x0b\x32\x14.cortex.v1.JobCancelH\x00\x42\t\n\x07payload\"\xc8\x02\n\nJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\r\n\x05topic\x18\x02 \x01(\t\x12(\n\x08priority\x18\x03 \x01(\x0e\x32\x16.cortex.v1.JobPriority\x12\x13\n\x0b\x63ontext_ptr\x18\x04 \x01(\t\x12\x12\n\nadapter_id\x18\x05 \x01(\t\x12\x11\n\ttenant_id\x18\x06 \x01(\t\x12\x31\n\x06labels\x18\x07 \x03(\x0b\x32!.cortex.v1.JobRequest.LabelsEntry\x12,\n\x08\x64\x65\x61\x64line\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07\x61ttempt\x18\t \x01(\r\x12\x14\n\x0cprompt_bytes\x18\n \x01(\x04\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xa9\x01\n\tJobResult\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12$\n\x06status\x18\x02 \x01(\x0e\x32\x14.cortex.v1.JobStatus\x12\x12\n\nresult_ptr\x18\x03 \x01(\t\x12\x11\n\tworker_id\x18\x04 \x01(\t\x12\x14\n\x0c\x65xecution_ms\x18\x05 \x01(\x03\x12\x12\n\nerror_code\x18\x06 \x01(\t\x12\x15\n\rerror_message\x18\x07 \x01(\t\"\xbb\x01\n\tHeartbeat\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\x0e\n\x06region\x18\x02 \x01(\t\x12\x0c\n\x04type\x18\x03 \x01(\t\x12\x10\n\x08\x63pu_load\x18\x04 \x01(\x02\x12\x17\n\x0fgpu_utilization\x18\x05 \x01(\x02\x12\x13\n\x0b\x61\x63tive_jobs\x18\x06 \x01(\x05\x12\x14\n\x0c\x63\x61pabilities\x18\x07 \x03(\t\x12\x0c\n\x04pool\x18\x08 \x01(\t\x12\x19\n\x11max_parallel_jobs\x18\t \x01(\x05\"+\n\tJobCancel\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t*a\n\x0bJobPriority\x12\x1c\n\x18JOB_PRIORITY_UNSPECIFIED\x10\x00\x12\x1c\n\x18JOB_PRIORITY_INTERACTIVE\x10\x01\x12\x16\n\x12JOB_PRIORITY_BATCH\x10\x02*\xf3\x01\n\tJobStatus\x12\x1a\n\x16JOB_STATUS_UNSPECIFIED\x10\x00\x12\x16\n\x12JOB_STATUS_PENDING\x10\x01\x12\x16\n\x12JOB_STATUS_RUNNING\x10\x02\x12\x18\n\x14JOB_STATUS_COMPLETED\x10\x03\x12\x15\n\x11JOB_STATUS_FAILED\x10\x04\x12\x15\n\x11JOB_STATUS_DENIED\x10\x05\x12\x18\n\x14JOB_STATUS_CANCELLED\x10\x06\x12\x16\n\x12JOB_STATUS_TIMEOUT\x10\x07\x12 \n\x1cJOB_STATUS_APPROVAL_REQUIRED\x10\x08\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13\x63ortex/v1/bus.proto\x12\tcortex.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb6\x02\n\tBusPacket\x12\x10\n\x08trace_id\x18\x01 \x01(\t\x12\x11\n\tsender_id\x18\x02 \x01(\t\x12.\n\ncreated_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x18\n\x10protocol_version\x18\x04 \x01(\r\x12,\n\x0bjob_request\x18\n \x01(\x0b\x32\x15.cortex.v1.JobRequestH\x00\x12*\n\njob_result\x18\x0b \x01(\x0b\x32\x14.cortex.v1.JobResultH\x00\x12)\n\theartbeat\x18\x0c \x01(\x0b\x32\x14.cortex.v1.HeartbeatH\x00\x12*\n\njob_cancel\x18\r \x01(\x0b\x32\x14.cortex.v1.JobCancelH\x00\x42\t\n\x07payload\"\xee\x02\n\nJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\r\n\x05topic\x18\x02 \x01(\t\x12(\n\x08priority\x18\x03 \x01(\x0e\x32\x16.cortex.v1.JobPriority\x12\x13\n\x0b\x63ontext_ptr\x18\x04 \x01(\t\x12\x12\n\nadapter_id\x18\x05 \x01(\t\x12\x11\n\ttenant_id\x18\x06 \x01(\t\x12\x31\n\x06labels\x18\x07 \x03(\x0b\x32!.cortex.v1.JobRequest.LabelsEntry\x12,\n\x08\x64\x65\x61\x64line\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07\x61ttempt\x18\t \x01(\r\x12\x14\n\x0cprompt_bytes\x18\n \x01(\x04\x12\x16\n\ttimeout_s\x18\x0b \x01(\x01H\x00\x88\x01\x01\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\x0c\n\n_timeout_s\"\xba\x01\n\tJobResult\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12$\n\x06status\x18\x02 \x01(\x0e\x32\x14.cortex.v1.JobStatus\x12\x12\n\nresult_ptr\x18\x03 \x01(\t\x12\x11\n\tworker_id\x18\x04 \x01(\t\x12\x14\n\x0c\x65xecution_ms\x18\x05 \x01(\x03\x12\x12\n\nerror_code\x18\x06 \x01(\t\x12\x15\n\rerror_message\x18\x07 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x08 \x01(\r\"\xbb\x01\n\tHeartbeat\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\x0e\n\x06region\x18\x02 \x01(\t\x12\x0c\n\x04type\x18\x03 \x01(\t\x12\x10\n\x08\x63pu_load\x18\x04 \x01(\x02\x12\x17\n\x0fgpu_utilization\x18\x05 \x01(\x02\x12\x13\n\x0b\x61\x63tive_jobs\x18\x06 \x01(\x05\x12\x14\n\x0c\x63\x61pabilities\x18\x07 \x03(\t\x12\x0c\n\x04pool\x18\x08 \x01(\t\x12\x19\n\x11max_parallel_jobs\x18\t \x01(\x05\"<\n\tJobCancel\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x03 \x01(\r*a\n\x0bJobPriority\x12\x1c\n\x18JOB_PRIORITY_UNSPECIFIED\x10\x00\x12\x1c\n\x18JOB_PRIORITY_INTERACTIVE\x10\x01\x12\x16\n\x12JOB_PRIORITY_BATCH\x10\x02*\xf3\x01\n\tJobStatus\x12\x1a\n\x16JOB_STATUS_UNSPECIFIED\x10\x00\x12\x16\n\x12JOB_STATUS_PENDING\x10\x01\x12\x16\n\x12JOB_STATUS_RUNNING\x10\x02\x12\x18\n\x14JOB_STATUS_COMPLETED\x10\x03\x12\x15\n\x11JOB_STATUS_FAILED\x10\x04\x12\x15\n\x11JOB_STATUS_DENIED\x10\x05\x12\x18\n\x14JOB_STATUS_CANCELLED\x10\x06\x12\x16\n\x12JOB_STATUS_TIMEOUT\x10\x07\x12 \n\x1cJOB_STATUS_APPROVAL_REQUIRED\x10\x08\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,20 +34,20 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_JOBREQUEST_LABELSENTRY']._loaded_options = None
   _globals['_JOBREQUEST_LABELSENTRY']._serialized_options = b'8\001'
-  _globals['_JOBPRIORITY']._serialized_start=1118
-  _globals['_JOBPRIORITY']._serialized_end=1215
-  _globals['_JOBSTATUS']._serialized_start=1218
-  _globals['_JOBSTATUS']._serialized_end=1461
+  _globals['_JOBPRIORITY']._serialized_start=1190
+  _globals['_JOBPRIORITY']._serialized_end=1287
+  _globals['_JOBSTATUS']._serialized_start=1290
+  _globals['_JOBSTATUS']._serialized_end=1533
   _globals['_BUSPACKET']._serialized_start=68
   _globals['_BUSPACKET']._serialized_end=378
   _globals['_JOBREQUEST']._serialized_start=381
-  _globals['_JOBREQUEST']._serialized_end=709
-  _globals['_JOBREQUEST_LABELSENTRY']._serialized_start=664
-  _globals['_JOBREQUEST_LABELSENTRY']._serialized_end=709
-  _globals['_JOBRESULT']._serialized_start=712
-  _globals['_JOBRESULT']._serialized_end=881
-  _globals['_HEARTBEAT']._serialized_start=884
-  _globals['_HEARTBEAT']._serialized_end=1071
-  _globals['_JOBCANCEL']._serialized_start=1073
-  _globals['_JOBCANCEL']._serialized_end=1116
+  _globals['_JOBREQUEST']._serialized_end=747
+  _globals['_JOBREQUEST_LABELSENTRY']._serialized_start=688
+  _globals['_JOBREQUEST_LABELSENTRY']._serialized_end=733
+  _globals['_JOBRESULT']._serialized_start=750
+  _globals['_JOBRESULT']._serialized_end=936
+  _globals['_HEARTBEAT']._serialized_start=939
+  _globals['_HEARTBEAT']._serialized_end=1126
+  _globals['_JOBCANCEL']._serialized_start=1128
+  _globals['_JOBCANCEL']._serialized_end=1188
 # @@protoc_insertion_point(module_scope)
