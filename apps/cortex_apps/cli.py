@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 import uvicorn
 from litestar import Litestar
 
+from cortex_apps.auth import NO_AUTH_BANNER
 from cortex_apps.settings import Settings
 from cortex_core.errors import ConfigError, CortexError
 from cortex_core.scheduler import DispatchMode
@@ -24,12 +25,31 @@ from cortex_core.scheduler import DispatchMode
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8080
 LOG_LEVELS = ["debug", "info", "warning", "error"]
+ACCESS_SETTINGS = (
+    "api_keys",
+    "api_keys_file",
+    "no_auth",
+    "rate_limit_per_s",
+    "rate_limit_burst",
+    "grpc_addr",
+)
+"""What ``cortex up`` takes from the environment (and flags), like the gateway."""
 
 
 def _http_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--host", default=DEFAULT_HOST, help=f"listen address (default {DEFAULT_HOST})")
     p.add_argument(
         "--port", type=int, default=DEFAULT_PORT, help=f"listen port (default {DEFAULT_PORT})"
+    )
+    p.add_argument(
+        "--grpc-addr", help="gRPC CortexApi address (env CORTEX_GRPC_ADDR; default 127.0.0.1:50052)"
+    )
+    p.add_argument(
+        "--no-auth",
+        action="store_true",
+        default=None,
+        help="development only: no API keys (env CORTEX_NO_AUTH); otherwise CORTEX_API_KEYS "
+        "or CORTEX_API_KEYS_FILE must name at least one key",
     )
 
 
@@ -127,36 +147,40 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _banner(host: str, port: int, mode: str) -> str:
+def _banner(host: str, port: int, mode: str, no_auth: bool) -> str:
     base = f"http://{host}:{port}"
-    return "\n".join(
-        [
-            f"Cortex is up ({mode}) on {base}",
-            f"  API docs:   {base}/schema/swagger",
-            "  Try it:",
-            f"    curl -s -X POST {base}/v1/jobs -H 'content-type: application/json' "
-            '-d \'{"prompt": "hello"}\'',
-            f"    curl -s {base}/v1/jobs/<job_id>",
-            f"    curl -s {base}/v1/jobs/<job_id>/result",
-        ]
-    )
+    key = "" if no_auth else " -H 'X-API-Key: <your key>'"
+    lines = [
+        f"Cortex is up ({mode}) on {base}",
+        f"  API docs:   {base}/schema/swagger",
+        "  Try it:",
+        f"    curl -s -X POST {base}/v1/jobs{key} -H 'content-type: application/json' "
+        '-d \'{"prompt": "hello"}\'',
+        f"    curl -s{key} {base}/v1/jobs/<job_id>",
+        f"    curl -s{key} {base}/v1/jobs/<job_id>/result",
+    ]
+    if no_auth:
+        lines = [NO_AUTH_BANNER, *lines, NO_AUTH_BANNER]
+    return "\n".join(lines)
 
 
 class _Server(uvicorn.Server):
     """Prints the banner once the socket is bound, with the real port (``--port 0`` works)."""
 
-    def __init__(self, config: uvicorn.Config, mode: str) -> None:
+    def __init__(self, config: uvicorn.Config, mode: str, no_auth: bool) -> None:
         super().__init__(config)
         self.mode = mode
+        self.no_auth = no_auth
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets)
         if self.started and self.servers and self.servers[0].sockets:
             host, port = self.servers[0].sockets[0].getsockname()[:2]
-            print(_banner(self.config.host or host, port, self.mode), flush=True)
+            banner = _banner(self.config.host or host, port, self.mode, self.no_auth)
+            print(banner, flush=True)
 
 
-def _serve_http(app: Litestar, args: argparse.Namespace, mode: str) -> int:
+def _serve_http(app: Litestar, args: argparse.Namespace, mode: str, no_auth: bool) -> int:
     config = uvicorn.Config(
         app,
         host=args.host,
@@ -165,7 +189,7 @@ def _serve_http(app: Litestar, args: argparse.Namespace, mode: str) -> int:
         lifespan="on",
         log_config=None,
     )
-    server = _Server(config, mode)
+    server = _Server(config, mode, no_auth)
     server.run()
     return 0 if server.started else 1
 
@@ -182,6 +206,8 @@ def _settings(args: argparse.Namespace) -> Settings:
         "job_timeout_s": getattr(args, "job_timeout_s", None),
         "safety_kernel_addr": getattr(args, "address", None),
         "policy_file": getattr(args, "policy", None),
+        "grpc_addr": getattr(args, "grpc_addr", None),
+        "no_auth": getattr(args, "no_auth", None),
     }
     if flags["dispatch_mode"] is not None:
         flags["dispatch_mode"] = DispatchMode(str(flags["dispatch_mode"]))
@@ -191,15 +217,21 @@ def _settings(args: argparse.Namespace) -> Settings:
 def _up(args: argparse.Namespace) -> int:
     from cortex_apps.up import build_app, build_container
 
-    app = build_app(build_container({"routing_file": args.routing, "policy_file": args.policy}))
-    return _serve_http(app, args, "embedded: in-memory bus, stores and safety policy")
+    settings = _settings(args)
+    access = {name: getattr(settings, name) for name in ACCESS_SETTINGS}
+    app = build_app(
+        build_container({"routing_file": args.routing, "policy_file": args.policy, **access})
+    )
+    mode = f"embedded: in-memory bus, stores and safety policy; gRPC on {settings.grpc_addr}"
+    return _serve_http(app, args, mode, settings.no_auth)
 
 
 def _gateway(args: argparse.Namespace) -> int:
     from cortex_apps.distributed import gateway_app
 
     settings = _settings(args)
-    return _serve_http(gateway_app(settings), args, "gateway: NATS + Redis")
+    mode = f"gateway: NATS + Redis; gRPC on {settings.grpc_addr}"
+    return _serve_http(gateway_app(settings), args, mode, settings.no_auth)
 
 
 def _scheduler(args: argparse.Namespace) -> int:

@@ -12,6 +12,7 @@ from dependency_injector import containers, providers
 from cortex_adapters.codec import ProtobufCodec
 from cortex_adapters.config import ReloadingRouting
 from cortex_adapters.config.policy import ReloadingPolicy
+from cortex_adapters.grpc import CortexApiServer
 from cortex_adapters.memory import (
     InMemoryBus,
     InMemoryJobStore,
@@ -23,6 +24,7 @@ from cortex_adapters.memory import (
 from cortex_adapters.system import SystemClock, UuidIdGenerator
 from cortex_adapters.worker import Worker, WorkerConfig, echo_handler
 from cortex_adapters.worker import echo as echo_worker
+from cortex_apps.auth import build_gatekeeper
 from cortex_core.frontdoor import FrontDoor
 from cortex_core.ports import Bus, Clock, JobStore, MemoryStore, Metrics, SafetyChecker
 from cortex_core.scheduler import DispatchMode, Scheduler, SchedulerConfig
@@ -85,7 +87,20 @@ class CortexServices(containers.DeclarativeContainer):
         jobs=jobs,
         clock=clock,
         ids=ids,
+        metrics=metrics,
         sender_id=config.process_name,
+    )
+    gatekeeper = providers.Singleton(
+        build_gatekeeper,
+        api_keys=config.api_keys,
+        api_keys_file=config.api_keys_file,
+        no_auth=config.no_auth,
+        rate_limit_per_s=config.rate_limit_per_s,
+        rate_limit_burst=config.rate_limit_burst,
+        clock=clock,
+    )
+    cortex_api = providers.Singleton(
+        CortexApiServer, frontdoor=frontdoor, gatekeeper=gatekeeper, address=config.grpc_addr
     )
 
 
@@ -137,4 +152,10 @@ DEFAULTS: dict[str, object] = {
     "sweep_interval_s": 1.0,
     "max_attempts": 3,
     "dispatch_mode": DispatchMode.WORKER,
+    "api_keys": "",
+    "api_keys_file": None,
+    "no_auth": False,
+    "rate_limit_per_s": 100.0,
+    "rate_limit_burst": 200,
+    "grpc_addr": "127.0.0.1:50052",
 }

@@ -14,16 +14,17 @@ from litestar import Litestar
 from cortex_adapters.codec import ProtobufCodec
 from cortex_adapters.config.policy import ReloadingPolicy
 from cortex_adapters.grpc import GrpcSafetyChecker, SafetyKernelServer
-from cortex_adapters.http import create_app
+from cortex_adapters.http import Gateway, Probe, create_app
 from cortex_adapters.memory import InMemoryMetrics
 from cortex_adapters.nats import NatsBus
-from cortex_adapters.redis import RedisJobStore, RedisMemoryStore
+from cortex_adapters.redis import RedisJobStore, RedisMemoryStore, RedisProbe
 from cortex_adapters.system import SystemClock
 from cortex_adapters.worker import Worker, WorkerConfig
 from cortex_apps.containers import CortexServices
 from cortex_apps.runtime import Periodic, lifespan, serve_until_signalled
 from cortex_apps.settings import Settings, instance_name
 from cortex_apps.workers import WorkerKind
+from cortex_core.heartbeats import HeartbeatFeed
 
 
 class DistributedContainer(containers.DeclarativeContainer):
@@ -82,10 +83,22 @@ def build_container(settings: Settings, process_name: str) -> DistributedContain
 
 
 def gateway_app(settings: Settings) -> Litestar:
-    c = build_container(settings, "gateway")
-    return create_app(
-        c.services.frontdoor(), lifespan=[lifespan(lambda: [c.bus(), c.memory(), c.jobs()])]
+    """REST and gRPC front doors on NATS and Redis; ``GET /v1/workers`` from the heartbeats."""
+    c = build_container(settings, instance_name("gateway"))
+    s = c.services
+    s.gatekeeper()  # bad access configuration stops the boot, before anything listens
+    redis_probe = RedisProbe(url=settings.redis_url)
+    feed = HeartbeatFeed(bus=c.bus(), registry=s.registry(), clock=c.clock(), metrics=c.metrics())
+    gateway = Gateway(
+        frontdoor=s.frontdoor(),
+        gatekeeper=s.gatekeeper(),
+        clock=c.clock(),
+        registry=s.registry(),
+        stale_after_s=settings.stale_after_s,
+        probes=[Probe("nats", c.bus().ping), Probe("redis", redis_probe.ping)],
     )
+    components = [c.bus(), c.memory(), c.jobs(), redis_probe, s.registry(), feed, s.cortex_api()]
+    return create_app(gateway, lifespan=[lifespan(lambda: components)])
 
 
 async def run_scheduler(settings: Settings) -> None:

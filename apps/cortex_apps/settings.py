@@ -38,6 +38,12 @@ ENV_VARS: Mapping[str, str] = {
     "max_parallel_jobs": "CORTEX_MAX_PARALLEL_JOBS",
     "heartbeat_interval_s": "CORTEX_HEARTBEAT_INTERVAL_S",
     "job_timeout_s": "CORTEX_JOB_TIMEOUT_S",
+    "api_keys": "CORTEX_API_KEYS",
+    "api_keys_file": "CORTEX_API_KEYS_FILE",
+    "no_auth": "CORTEX_NO_AUTH",
+    "rate_limit_per_s": "CORTEX_RATE_LIMIT_PER_S",
+    "rate_limit_burst": "CORTEX_RATE_LIMIT_BURST",
+    "grpc_addr": "CORTEX_GRPC_ADDR",
 }
 """Each setting's environment variable."""
 
@@ -77,6 +83,17 @@ class Settings:
     heartbeat_interval_s: float = 5.0
     job_timeout_s: float | None = None
     """A worker's limit on any one job, whatever its deadline (None: only the deadline)."""
+    api_keys: str = ""
+    """``key1=tenant-a,key2=tenant-b``: with keys configured (here or in the file), auth is on."""
+    api_keys_file: str | None = None
+    """A file of ``<key>=<tenant>`` lines (``#`` comments), for real deployments."""
+    no_auth: bool = False
+    """Development only: no API keys, every job in one tenant. Announced loudly at start."""
+    rate_limit_per_s: float = 100.0
+    """Requests a second per API key, on average (0: no limit); per gateway process."""
+    rate_limit_burst: int = 200
+    grpc_addr: str = "127.0.0.1:50052"
+    """Where the gateway serves the gRPC ``CortexApi`` (port 0: any free port)."""
 
     @classmethod
     def env_name(cls, field: str) -> str:

@@ -6,9 +6,10 @@ from collections.abc import Mapping
 
 from litestar import Litestar
 
-from cortex_adapters.http import create_app
+from cortex_adapters.http import Gateway, create_app
 from cortex_apps.containers import DEFAULTS, EmbeddedContainer
 from cortex_apps.runtime import Periodic, lifespan
+from cortex_core.ports import Lifecycle
 
 
 def build_container(overrides: Mapping[str, object] | None = None) -> EmbeddedContainer:
@@ -17,7 +18,7 @@ def build_container(overrides: Mapping[str, object] | None = None) -> EmbeddedCo
     return container
 
 
-def build_app(container: EmbeddedContainer) -> Litestar:
+def build_app(container: EmbeddedContainer, *, with_grpc: bool = True) -> Litestar:
     """The gateway app; its lifespan starts and stops everything else, in dependency order.
 
     Configuration is resolved here, before anything listens, so a bad file stops the boot.
@@ -25,8 +26,16 @@ def build_app(container: EmbeddedContainer) -> Litestar:
     services = container.services
     services.routing()
     container.policy()  # the policy file is validated before anything listens
+    gateway = Gateway(
+        frontdoor=services.frontdoor(),
+        gatekeeper=services.gatekeeper(),
+        clock=container.clock(),
+        registry=services.registry(),
+        stale_after_s=container.config.stale_after_s(),
+    )
+    components: list[Lifecycle] = [] if not with_grpc else [services.cortex_api()]
     return create_app(
-        services.frontdoor(),
+        gateway,
         lifespan=[
             lifespan(
                 lambda: [
@@ -43,6 +52,7 @@ def build_app(container: EmbeddedContainer) -> Litestar:
                         "scheduler-sweep",
                     ),
                     services.echo_worker(),
+                    *components,
                 ]
             )
         ],

@@ -4,16 +4,23 @@ No I/O and no third-party imports (an import-linter contract enforces it). Embed
 implementing the ports in ``cortex_core.ports``, or take the adapters in ``cortex_adapters``.
 """
 
+from cortex_core.access import Gatekeeper, RateLimit, parse_api_keys
 from cortex_core.errors import (
     CodecError,
     ConfigError,
     CortexError,
+    InvalidField,
+    JobConflict,
     JobNotFound,
     PayloadTooLarge,
     PointerError,
+    RateLimited,
     ResultNotReady,
+    Unauthenticated,
+    Unavailable,
 )
-from cortex_core.frontdoor import FrontDoor, SubmitJob, Submitted
+from cortex_core.frontdoor import FrontDoor, JobPage, SubmitJob, SubmitLimits, Submitted
+from cortex_core.heartbeats import HeartbeatFeed
 from cortex_core.jobs import (
     ApprovalRequiredJob,
     CancelledJob,
@@ -76,11 +83,16 @@ __all__ = [
     "DispatchMode",
     "FailedJob",
     "FrontDoor",
+    "Gatekeeper",
     "Heartbeat",
+    "HeartbeatFeed",
     "IdGenerator",
+    "InvalidField",
     "Job",
     "JobCancel",
+    "JobConflict",
     "JobNotFound",
+    "JobPage",
     "JobRequest",
     "JobResult",
     "JobSpec",
@@ -95,6 +107,8 @@ __all__ = [
     "Policy",
     "PolicyExplanation",
     "Priority",
+    "RateLimit",
+    "RateLimited",
     "ResultNotReady",
     "RoutingTable",
     "Rule",
@@ -108,12 +122,16 @@ __all__ = [
     "ScoringWeights",
     "Selection",
     "SubmitJob",
+    "SubmitLimits",
     "Submitted",
     "TimedOutJob",
+    "Unauthenticated",
+    "Unavailable",
     "WorkerRegistry",
     "WorkerState",
     "default_policy",
     "new_job",
+    "parse_api_keys",
     "pick_worker",
     "score",
 ]

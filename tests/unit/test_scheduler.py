@@ -83,6 +83,8 @@ class Harness:
         attempt: int = 0,
         *,
         error_message: str = "",
+        error_code: str = "",
+        result_ptr: str = "",
     ) -> None:
         await self.send(
             SUBJECT_JOB_RESULT,
@@ -92,6 +94,8 @@ class Harness:
                 worker_id="w1",
                 attempt=attempt,
                 error_message=error_message,
+                error_code=error_code,
+                result_ptr=result_ptr,
             ),
         )
 

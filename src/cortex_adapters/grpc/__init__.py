@@ -1,5 +1,9 @@
-"""gRPC adapters: the Safety Kernel service and the scheduler's fail-closed client for it.
+"""gRPC adapters: the front door, the Safety Kernel service and the scheduler's fail-closed
+client for it.
 
+* ``CortexApiServer`` serves ``cortex.v1.CortexApi`` (``SubmitJob``, ``GetJobStatus``) over
+  the core's ``FrontDoor``, with API keys, health and reflection
+  (``tests/contract/test_cortex_api.py``).
 * ``SafetyKernelServer`` serves ``cortex.v1.SafetyKernel`` (``Check``, ``Explain``) on a
   ``grpc.aio`` server, with the standard health service and server reflection.
 * ``GrpcSafetyChecker`` is the ``SafetyChecker`` port over that service: per-call deadline,
@@ -11,6 +15,7 @@ both on a real loopback socket.
 
 from cortex_adapters.grpc._breaker import BreakerState
 from cortex_adapters.grpc._safety_wire import SERVICE_NAME, CheckCodecName
+from cortex_adapters.grpc.cortex_api import CortexApiBindError, CortexApiServer
 from cortex_adapters.grpc.safety_client import (
     INVALID_REQUEST_RULE,
     UNAVAILABLE_REASON,
@@ -34,6 +39,8 @@ __all__ = [
     "UNAVAILABLE_RULE",
     "BreakerState",
     "CheckCodecName",
+    "CortexApiBindError",
+    "CortexApiServer",
     "CurrentPolicy",
     "GrpcSafetyChecker",
     "PolicySource",

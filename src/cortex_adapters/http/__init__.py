@@ -1,5 +1,5 @@
 """The REST gateway."""
 
-from cortex_adapters.http.app import create_app
+from cortex_adapters.http.app import Gateway, Probe, create_app
 
-__all__ = ["create_app"]
+__all__ = ["Gateway", "Probe", "create_app"]

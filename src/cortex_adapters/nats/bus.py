@@ -192,6 +192,14 @@ class NatsBus:
             raise BusClosed("the bus is not started")
         return self._nc
 
+    async def ping(self, timeout_s: int = 2) -> None:
+        """Round trip to the server (a PING/PONG flush); raises if it does not answer in time,
+        or the bus is not connected. For readiness probes."""
+        nc = self.connection
+        if not nc.is_connected:
+            raise BusClosed(f"not connected to {redact_url(self._url)}")
+        await nc.flush(timeout=timeout_s)
+
     def _fields(self, event: str, **extra: object) -> dict[str, object]:
         return {
             "component": "bus",

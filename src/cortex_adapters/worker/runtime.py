@@ -14,9 +14,15 @@ A job ends:
 * COMPLETED with the handler's bytes stored under ``res:<job_id>``;
 * FAILED when the handler raises: ``error_code`` is the exception's ``error_code`` attribute
   if it has one, else its type name, and ``error_message`` its text;
-* CANCELLED when a ``JobCancel`` for it arrives on ``sys.job.cancel`` (the handler task is
-  cancelled; a cancel that arrives before its job is remembered);
-* TIMEOUT when the job's ``deadline`` passes, or ``job_timeout_s`` does, first.
+* CANCELLED when a ``JobCancel`` for it arrives on ``sys.job.cancel``: one naming its
+  attempt, or attempt 0 (any attempt). The handler task is cancelled; a cancel that arrives
+  before its attempt does is remembered, so that attempt ends CANCELLED without running.
+  Several attempts of one job may run here at once (the scheduler gave up on one and sent
+  the next to the same worker): each is cancelled apart;
+* TIMEOUT when the first of the job's ``deadline``, the request's ``timeout_s`` (this
+  attempt's limit) and the worker's own ``job_timeout_s`` passes.
+
+Every result carries the ``attempt`` of the request it answers.
 
 A handler may be a plain async function or an object with ``async start()``/``close()`` (an
 HTTP client, say): the worker starts it before taking jobs and closes it after the last one.
@@ -107,9 +113,12 @@ class Worker:
         self._metrics = metrics
         self._slots = asyncio.Semaphore(config.max_parallel_jobs)
         self._active = 0
-        self._running: dict[str, tuple[int, asyncio.Task[bytes]]] = {}  # job_id -> attempt, task
-        self._cancelled: OrderedDict[str, tuple[int, str]] = OrderedDict()
-        """job_id -> (the attempt cancelled, 0 for every attempt; the reason)"""
+        self._running: dict[tuple[str, int], asyncio.Task[bytes]] = {}
+        """(job_id, attempt) -> the handler task running it"""
+        self._cancelled: OrderedDict[tuple[str, int], str] = OrderedDict()
+        """(job_id, the attempt cancelled or 0 for every attempt) -> the reason; the latest
+        ``_REMEMBERED_CANCELS``, so that a packet of a cancelled attempt that comes late (a
+        redelivery) is cancelled too"""
         self._closing = False
         self._subs: list[Subscription] = []
         self._heartbeats: asyncio.Task[None] | None = None
@@ -245,23 +254,24 @@ class Worker:
         cancel = packet.payload
         if not isinstance(cancel, JobCancel):
             return
-        reason = cancel.reason or "cancelled"
-        running = self._running.get(cancel.job_id)
-        if running is not None and cancel.attempt in (0, running[0]):
-            self._cancelled[cancel.job_id] = (cancel.attempt, reason)
-            running[1].cancel()
-            log.info(
-                "job_cancelling",
-                extra={
-                    "component": "worker",
-                    "job_id": cancel.job_id,
-                    "worker_id": self.config.worker_id,
-                },
-            )
-        elif running is None:  # not here (yet): remember it, in case the job arrives after it
-            self._cancelled[cancel.job_id] = (cancel.attempt, reason)
-            while len(self._cancelled) > _REMEMBERED_CANCELS:
-                self._cancelled.popitem(last=False)
+        # Remembered whether or not the attempt runs here now: its packet may come later.
+        key = (cancel.job_id, cancel.attempt)
+        self._cancelled[key] = cancel.reason or "cancelled"
+        self._cancelled.move_to_end(key)
+        while len(self._cancelled) > _REMEMBERED_CANCELS:
+            self._cancelled.popitem(last=False)
+        for (job_id, attempt), task in list(self._running.items()):
+            if job_id == cancel.job_id and cancel.attempt in (0, attempt):
+                task.cancel()
+                log.info(
+                    "job_cancelling",
+                    extra={
+                        "component": "worker",
+                        "job_id": job_id,
+                        "attempt": attempt,
+                        "worker_id": self.config.worker_id,
+                    },
+                )
 
     async def _stop(self, task: asyncio.Task[bytes]) -> None:
         """Cancel a handler and wait (boundedly) until it has really stopped, so that its slot
@@ -279,15 +289,10 @@ class Worker:
                 },
             )
 
-    def _cancel_applies(self, request: JobRequest) -> bool:
-        cancelled = self._cancelled.get(request.job_id)
-        return cancelled is not None and cancelled[0] in (0, request.attempt)
-
     def _cancel_reason(self, request: JobRequest) -> str | None:
-        """The reason ``request`` was cancelled (forgetting the cancel), or None."""
-        if not self._cancel_applies(request):
-            return None
-        return self._cancelled.pop(request.job_id)[1]
+        """Why ``request`` (its attempt, or every attempt of its job) was cancelled, or None."""
+        reason = self._cancelled.get((request.job_id, request.attempt))
+        return reason if reason is not None else self._cancelled.get((request.job_id, 0))
 
     def _time_left(self, request: JobRequest) -> float | None:
         limits = [self.config.job_timeout_s] if self.config.job_timeout_s is not None else []
@@ -319,9 +324,7 @@ class Worker:
             return ended(JobStatus.CANCELLED, "cancelled", why)
         time_left = self._time_left(request)
         if time_left is not None and time_left <= 0:
-            return ended(
-                JobStatus.TIMEOUT, "timeout", "the job's deadline passed before it started"
-            )
+            return ended(JobStatus.TIMEOUT, "timeout", "the job's time was up before it started")
 
         try:
             check_context_ptr(request.context_ptr, request.job_id)
@@ -336,8 +339,9 @@ class Worker:
             return await self._handler(job)
 
         task = asyncio.create_task(run_handler(), name=f"job:{request.job_id}")
-        self._running[request.job_id] = (request.attempt, task)
-        if self._cancel_applies(request):  # cancelled while its context was being fetched
+        key = (request.job_id, request.attempt)
+        self._running[key] = task
+        if self._cancel_reason(request) is not None:  # cancelled while its context was fetched
             task.cancel()
         try:
             async with asyncio.timeout(time_left):
@@ -361,7 +365,8 @@ class Worker:
             code = getattr(exc, "error_code", None)
             return failed(code if isinstance(code, str) and code else type(exc).__name__, str(exc))
         finally:
-            self._running.pop(request.job_id, None)
+            if self._running.get(key) is task:  # unless a redelivery of this attempt took over
+                del self._running[key]
         pointer = await self._memory.put_result(request.job_id, output)
         return JobResult(
             job_id=request.job_id,

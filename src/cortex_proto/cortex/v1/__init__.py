@@ -212,6 +212,26 @@ class GetJobStatusResponse(betterproto2.Message):
     empty until there is a result
     """
 
+    worker_id: "str" = betterproto2.field(4, betterproto2.TYPE_STRING)
+    """
+    the worker that runs or ran the job; empty before dispatch
+    """
+
+    attempts: "int" = betterproto2.field(5, betterproto2.TYPE_UINT32)
+    """
+    dispatch attempts so far
+    """
+
+    reason: "str" = betterproto2.field(6, betterproto2.TYPE_STRING)
+    """
+    why the job is in its status (denied, failed, waiting...); may be empty
+    """
+
+    trace_id: "str" = betterproto2.field(7, betterproto2.TYPE_STRING)
+    """
+    the W3C trace id given at submit
+    """
+
 
 default_message_pool.register_message("cortex.v1", "GetJobStatusResponse", GetJobStatusResponse)
 
@@ -445,7 +465,26 @@ class SubmitJobRequest(betterproto2.Message):
 
     priority: "str" = betterproto2.field(4, betterproto2.TYPE_STRING)
     """
-    "interactive", "batch"
+    "interactive", "batch"; "" is "interactive"
+    """
+
+    labels: "dict[str, str]" = betterproto2.field(
+        5,
+        betterproto2.TYPE_MAP,
+        map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_STRING),
+    )
+    """
+    free-form tags, passed to the Safety Kernel and stored
+    """
+
+    idempotency_key: "str" = betterproto2.field(6, betterproto2.TYPE_STRING)
+    """
+    a repeated submit with the same key (per tenant) returns the first job
+    """
+
+    timeout_s: "float | None" = betterproto2.field(7, betterproto2.TYPE_DOUBLE, optional=True)
+    """
+    per-attempt run time limit in seconds; unset is the default
     """
 
 

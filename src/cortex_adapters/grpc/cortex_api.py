@@ -1,0 +1,477 @@
+"""The front door over gRPC: ``cortex.v1.CortexApi`` on a ``grpc.aio`` server.
+
+* ``SubmitJob`` and ``GetJobStatus`` are thin: authenticate the ``x-api-key`` metadata with the
+  ``Gatekeeper`` (which also charges the key's rate limit), decode the betterproto2 message,
+  call the core's ``FrontDoor`` with the caller's tenant, encode the answer.
+* Every error the core raises becomes a status code (``grpc_error``): ``InvalidField`` and
+  ``PayloadTooLarge`` are INVALID_ARGUMENT with details ``<field>: <message>``, ``JobNotFound``
+  NOT_FOUND (another tenant's job too), ``Unauthenticated`` UNAUTHENTICATED, ``RateLimited``
+  RESOURCE_EXHAUSTED with trailing metadata ``retry-after`` (whole seconds, rounded up),
+  ``Unavailable`` UNAVAILABLE, ``JobConflict`` / ``ResultNotReady`` FAILED_PRECONDITION.
+  Anything else is INTERNAL, logged with its traceback; the server goes on serving.
+* A request larger than ``max_request_bytes`` is refused by grpc itself (RESOURCE_EXHAUSTED)
+  before it is read into memory. The default fits the largest request the ``SubmitLimits``
+  allow (every character four UTF-8 bytes), so a request under the limits always reaches the
+  validator and a request over them gets the precise INVALID_ARGUMENT.
+* The standard health service (SERVING for ``""`` and ``cortex.v1.CortexApi`` while up,
+  NOT_SERVING while closing) and server reflection are served alongside, as for the Safety
+  Kernel (docs/adr/0002, 0007).
+
+grpcio serves generic handlers on bytes; the messages are betterproto2's (``cortex_proto``),
+decoded here so that undecodable bytes are INVALID_ARGUMENT, not a grpc-level INTERNAL.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import logging
+import math
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol, TypeAlias, TypeVar, cast
+
+import betterproto2
+import grpc
+from google.protobuf import descriptor_pb2, descriptor_pool
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_health.v1.health import aio as health_aio  # type: ignore[attr-defined]  # not in stubs
+from grpc_reflection.v1alpha import reflection
+
+from cortex_core.access import Gatekeeper
+from cortex_core.errors import (
+    InvalidField,
+    JobConflict,
+    JobNotFound,
+    PayloadTooLarge,
+    RateLimited,
+    ResultNotReady,
+    Unauthenticated,
+    Unavailable,
+)
+from cortex_core.frontdoor import DEFAULT_TOPIC, FrontDoor, SubmitJob, SubmitLimits
+from cortex_core.jobs import Job
+from cortex_core.messages import Priority
+from cortex_proto.cortex import v1
+
+log = logging.getLogger("cortex.api.grpc")
+
+SERVICE_NAME = "cortex.v1.CortexApi"
+SUBMIT_JOB_METHOD = f"/{SERVICE_NAME}/SubmitJob"
+GET_JOB_STATUS_METHOD = f"/{SERVICE_NAME}/GetJobStatus"
+DEFAULT_ADDRESS = "127.0.0.1:50052"
+API_KEY_METADATA = "x-api-key"
+RETRY_AFTER_METADATA = "retry-after"
+HEALTH_SERVICE_NAME: str = health.SERVICE_NAME
+PROTO_FILE = "cortex/v1/api.proto"
+
+_M = TypeVar("_M", bound=betterproto2.Message)
+
+# (method, request class, response class), in the order of the service in api.proto.
+_METHODS: tuple[tuple[str, type[betterproto2.Message], type[betterproto2.Message]], ...] = (
+    ("SubmitJob", v1.SubmitJobRequest, v1.SubmitJobResponse),
+    ("GetJobStatus", v1.GetJobStatusRequest, v1.GetJobStatusResponse),
+)
+
+_SERVER_OPTIONS: list[tuple[str, int]] = [
+    ("grpc.so_reuseport", 0),  # a second server on a taken port must fail, not share it
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.min_recv_ping_interval_without_data_ms", 10_000),
+]
+_REQUEST_OVERHEAD_BYTES = 64 * 1024
+"""Room for tags, lengths and the short fields on top of the largest prompt and labels."""
+
+
+def max_request_bytes_for(limits: SubmitLimits) -> int:
+    """The largest ``SubmitJobRequest`` the limits allow, at four UTF-8 bytes a character,
+    plus some overhead: with the default limits about 4.1 MiB."""
+    label_chars = limits.max_labels * (limits.max_label_key_chars + limits.max_label_value_chars)
+    chars = (
+        limits.max_prompt_chars
+        + label_chars
+        + limits.max_adapter_id_chars
+        + limits.max_idempotency_key_chars
+    )
+    return 4 * chars + _REQUEST_OVERHEAD_BYTES
+
+
+class _HealthServicer(Protocol):
+    """What we use of ``grpc_health.v1.health.aio.HealthServicer`` (its stubs lack ``aio``)."""
+
+    async def set(
+        self, service: str, status: health_pb2.HealthCheckResponse.ServingStatus
+    ) -> None: ...
+
+    async def enter_graceful_shutdown(self) -> None: ...
+
+
+class CortexApiBindError(RuntimeError):
+    """The server could not listen on its address."""
+
+
+# -- status codes ------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class GrpcError:
+    code: grpc.StatusCode
+    details: str
+    trailing_metadata: tuple[tuple[str, str], ...] = ()
+
+
+def grpc_error(exc: Exception) -> GrpcError | None:
+    """The status a core error becomes on the wire; None for an unexpected exception (which
+    the server answers INTERNAL, and logs)."""
+    code = grpc.StatusCode
+    if isinstance(exc, InvalidField):
+        return GrpcError(code.INVALID_ARGUMENT, f"{exc.field}: {exc}")
+    if isinstance(exc, PayloadTooLarge):
+        return GrpcError(code.INVALID_ARGUMENT, f"prompt: {exc}")
+    if isinstance(exc, JobNotFound):
+        return GrpcError(code.NOT_FOUND, str(exc))
+    if isinstance(exc, Unauthenticated):
+        return GrpcError(code.UNAUTHENTICATED, str(exc))
+    if isinstance(exc, RateLimited):
+        seconds = max(1, math.ceil(exc.retry_after_s))
+        return GrpcError(code.RESOURCE_EXHAUSTED, str(exc), ((RETRY_AFTER_METADATA, str(seconds)),))
+    if isinstance(exc, Unavailable):
+        return GrpcError(code.UNAVAILABLE, str(exc))
+    if isinstance(exc, JobConflict | ResultNotReady):
+        return GrpcError(code.FAILED_PRECONDITION, str(exc))
+    return None
+
+
+# -- reflection --------------------------------------------------------------------------
+
+
+def _json_name(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part[:1].upper() + part[1:] for part in rest)
+
+
+def _scalar(proto_type: str) -> descriptor_pb2.FieldDescriptorProto.Type.ValueType:
+    if proto_type in (betterproto2.TYPE_MESSAGE, betterproto2.TYPE_ENUM, betterproto2.TYPE_MAP):
+        raise TypeError(f"not a scalar: {proto_type}")
+    return descriptor_pb2.FieldDescriptorProto.Type.Value(f"TYPE_{proto_type.upper()}")
+
+
+def _message_descriptor(cls: type[betterproto2.Message]) -> descriptor_pb2.DescriptorProto:
+    """The descriptor of a betterproto2 message of scalars, scalar maps and proto3
+    ``optional`` scalars (all that ``api.proto`` uses), as protoc writes it."""
+    fdp = descriptor_pb2.FieldDescriptorProto
+    msg = descriptor_pb2.DescriptorProto(name=cls.__name__)
+    synthetic_oneofs: list[str] = []
+    for f in dataclasses.fields(cast(Any, cls)):  # betterproto2 messages are dataclasses
+        meta: betterproto2.FieldMetadata = f.metadata["betterproto"]
+        if meta.group is not None or meta.repeated:
+            raise TypeError(f"{cls.__name__}.{f.name}: oneofs and repeated fields unsupported")
+        field = msg.field.add(
+            name=f.name, number=meta.number, label=fdp.LABEL_OPTIONAL, json_name=_json_name(f.name)
+        )
+        if meta.map_meta is not None:
+            entry_name = "".join(p[:1].upper() + p[1:] for p in f.name.split("_")) + "Entry"
+            entry = msg.nested_type.add(name=entry_name)
+            entry.options.map_entry = True
+            for sub, part in zip(("key", "value"), meta.map_meta, strict=True):
+                entry.field.add(
+                    name=sub,
+                    number=part.number,
+                    label=fdp.LABEL_OPTIONAL,
+                    type=_scalar(part.proto_type),
+                    json_name=sub,
+                )
+            field.label = fdp.LABEL_REPEATED
+            field.type = fdp.TYPE_MESSAGE
+            field.type_name = f".cortex.v1.{cls.__name__}.{entry_name}"
+        else:
+            field.type = _scalar(meta.proto_type)
+        if meta.optional:
+            field.proto3_optional = True
+            field.oneof_index = len(synthetic_oneofs)
+            synthetic_oneofs.append(f"_{f.name}")
+    for name in synthetic_oneofs:
+        msg.oneof_decl.add(name=name)
+    return msg
+
+
+def api_file_descriptor() -> descriptor_pb2.FileDescriptorProto:
+    """``cortex/v1/api.proto`` as a descriptor, built from the generated betterproto2 messages
+    (so it follows the ``.proto`` through ``nox -s proto``). Reflection serves it."""
+    file = descriptor_pb2.FileDescriptorProto(name=PROTO_FILE, package="cortex.v1", syntax="proto3")
+    service = file.service.add(name=SERVICE_NAME.rpartition(".")[2])
+    for method, request, response in _METHODS:
+        for cls in (request, response):
+            file.message_type.append(_message_descriptor(cls))
+        service.method.add(
+            name=method,
+            input_type=f".cortex.v1.{request.__name__}",
+            output_type=f".cortex.v1.{response.__name__}",
+        )
+    return file
+
+
+def _register_api_descriptor() -> None:
+    """Put ``cortex/v1/api.proto`` in protobuf's default pool, where reflection looks.
+
+    If protoc's ``api_pb2`` is ever generated (``tools/gen_proto.py`` ``WIRE_PROTOS``), importing
+    it registers the file and that is used; otherwise the descriptor is built here."""
+    try:
+        importlib.import_module("cortex_proto._wire.cortex.v1.api_pb2")
+        return
+    except ImportError:
+        pass
+    pool = descriptor_pool.Default()
+    try:
+        pool.FindFileByName(PROTO_FILE)
+    except KeyError:
+        pool.AddSerializedFile(api_file_descriptor().SerializeToString())
+
+
+# -- the server --------------------------------------------------------------------------
+
+
+def _client_target(address: str, port: int) -> str:
+    host = address.rpartition(":")[0]
+    host = {"0.0.0.0": "127.0.0.1", "[::]": "[::1]", "": "127.0.0.1"}.get(host, host)
+    return f"{host}:{port}"
+
+
+def _priority(text: str) -> Priority:
+    if not text:
+        return Priority.INTERACTIVE
+    try:
+        return Priority(text)
+    except ValueError:
+        allowed = " or ".join(repr(p.value) for p in Priority)
+        raise InvalidField("priority", f"priority must be {allowed}, not {text[:40]!r}") from None
+
+
+_PYTHON_TYPES: dict[str, type] = {
+    betterproto2.TYPE_STRING: str,
+    betterproto2.TYPE_BYTES: bytes,
+    betterproto2.TYPE_DOUBLE: float,
+    betterproto2.TYPE_FLOAT: float,
+    betterproto2.TYPE_BOOL: bool,
+    **dict.fromkeys(
+        (
+            betterproto2.TYPE_INT32,
+            betterproto2.TYPE_INT64,
+            betterproto2.TYPE_UINT32,
+            betterproto2.TYPE_UINT64,
+            betterproto2.TYPE_SINT32,
+            betterproto2.TYPE_SINT64,
+            betterproto2.TYPE_FIXED32,
+            betterproto2.TYPE_FIXED64,
+            betterproto2.TYPE_SFIXED32,
+            betterproto2.TYPE_SFIXED64,
+        ),
+        int,
+    ),
+}
+
+
+def _is(value: object, proto_type: str) -> bool:
+    return type(value) is _PYTHON_TYPES.get(proto_type)
+
+
+def _decode(cls: type[_M], data: bytes) -> _M:
+    """The message in ``data``; ``InvalidField`` if it is not one.
+
+    betterproto2's parser is lenient: a field sent with the wrong wire type comes out with
+    the wrong Python type (an ``int`` prompt), or None. Such a field is refused here by name,
+    so the core only ever sees the types the ``.proto`` declares."""
+    try:
+        msg = cls.FromString(data)
+    except Exception as exc:  # betterproto2 raises whatever its parser hit
+        raise InvalidField(cls.__name__, f"not a valid {cls.__name__}: {exc}") from None
+    for f in dataclasses.fields(cast(Any, msg)):
+        meta: betterproto2.FieldMetadata = f.metadata["betterproto"]
+        value = getattr(msg, f.name)
+        if meta.map_meta is not None:
+            key_meta, value_meta = meta.map_meta
+            ok = isinstance(value, dict) and all(
+                _is(k, key_meta.proto_type) and _is(v, value_meta.proto_type)
+                for k, v in value.items()
+            )
+        else:
+            ok = (meta.optional and value is None) or _is(value, meta.proto_type)
+        if not ok:
+            raise InvalidField(f.name, f"{f.name} does not have the type {cls.__name__} declares")
+    return msg
+
+
+def _status_response(job: Job) -> v1.GetJobStatusResponse:
+    return v1.GetJobStatusResponse(
+        job_id=job.job_id,
+        status=job.status.value,
+        result_ptr=job.result_ptr or "",
+        worker_id=job.worker_id or "",
+        attempts=job.attempts,
+        reason=job.reason or "",
+        trace_id=job.spec.trace_id,
+    )
+
+
+Context: TypeAlias = "grpc.aio.ServicerContext[bytes, bytes]"
+
+
+class CortexApiServer:
+    """``start()`` binds and serves; ``close()`` stops. Port 0 binds a free port (``port``)."""
+
+    def __init__(
+        self,
+        *,
+        frontdoor: FrontDoor,
+        gatekeeper: Gatekeeper,
+        address: str = DEFAULT_ADDRESS,
+        max_request_bytes: int | None = None,
+    ) -> None:
+        self._frontdoor = frontdoor
+        self._gatekeeper = gatekeeper
+        self._address = address
+        self.max_request_bytes = (
+            max_request_bytes
+            if max_request_bytes is not None
+            else max_request_bytes_for(frontdoor.limits)
+        )
+        self._server: grpc.aio.Server | None = None
+        self._health: _HealthServicer | None = None
+        self._port: int | None = None
+
+    @property
+    def address(self) -> str:
+        """The address as configured (``host:port``; the port may be 0)."""
+        return self._address
+
+    @property
+    def port(self) -> int:
+        """The port actually bound; only after ``start()``."""
+        if self._port is None:
+            raise RuntimeError("the CortexApi server has not been started")
+        return self._port
+
+    @property
+    def target(self) -> str:
+        """``host:port`` a client on this host can dial (a wildcard host becomes loopback)."""
+        return _client_target(self._address, self.port)
+
+    async def start(self) -> None:
+        if self._server is not None:
+            return
+        _register_api_descriptor()
+        server = grpc.aio.server(
+            options=[*_SERVER_OPTIONS, ("grpc.max_receive_message_length", self.max_request_bytes)]
+        )
+        server.add_generic_rpc_handlers((self._handler(),))
+        health_servicer: _HealthServicer = health_aio.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+        reflection.enable_server_reflection(
+            (SERVICE_NAME, HEALTH_SERVICE_NAME, reflection.SERVICE_NAME), server
+        )
+        try:
+            port = server.add_insecure_port(self._address)
+        except RuntimeError as exc:
+            raise CortexApiBindError(
+                f"the CortexApi server cannot listen on {self._address}: the port is taken or "
+                f"the host is not an address of this machine ({exc})"
+            ) from exc
+        await server.start()
+        for name in ("", SERVICE_NAME):
+            await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+        self._server, self._health, self._port = server, health_servicer, port
+        log.info(
+            "grpc_api_started",
+            extra={"component": "gateway", "address": self._address, "port": port},
+        )
+
+    async def close(self, grace: float | None = 1.0) -> None:
+        """Report NOT_SERVING, let calls in flight finish for ``grace`` seconds, stop."""
+        server, self._server = self._server, None
+        if server is None:
+            return
+        if self._health is not None:
+            await self._health.enter_graceful_shutdown()
+        await server.stop(grace)
+        log.info(
+            "grpc_api_stopped",
+            extra={"component": "gateway", "address": self._address, "port": self._port},
+        )
+
+    # -- handlers ----------------------------------------------------------------------
+
+    def _handler(self) -> grpc.GenericRpcHandler[bytes, bytes]:
+        return grpc.method_handlers_generic_handler(
+            SERVICE_NAME,
+            {
+                "SubmitJob": grpc.unary_unary_rpc_method_handler(self._submit_job),
+                "GetJobStatus": grpc.unary_unary_rpc_method_handler(self._get_job_status),
+            },
+        )
+
+    async def _submit_job(self, data: bytes, context: Context) -> bytes:
+        return await self._serve("SubmitJob", data, context, self._submit)
+
+    async def _get_job_status(self, data: bytes, context: Context) -> bytes:
+        return await self._serve("GetJobStatus", data, context, self._status)
+
+    async def _submit(self, data: bytes, tenant: str) -> bytes:
+        req = _decode(v1.SubmitJobRequest, data)
+        submitted = await self._frontdoor.submit(
+            SubmitJob(
+                prompt=req.prompt,
+                topic=req.topic or DEFAULT_TOPIC,
+                adapter_id=req.adapter_id,
+                priority=_priority(req.priority),
+                labels=dict(req.labels),
+                tenant_id=tenant,
+                idempotency_key=req.idempotency_key,
+                timeout_s=req.timeout_s,
+            )
+        )
+        return v1.SubmitJobResponse(
+            job_id=submitted.job_id, trace_id=submitted.trace_id
+        ).SerializeToString()
+
+    async def _status(self, data: bytes, tenant: str) -> bytes:
+        req = _decode(v1.GetJobStatusRequest, data)
+        job = await self._frontdoor.status(req.job_id, tenant)
+        return _status_response(job).SerializeToString()
+
+    async def _serve(
+        self,
+        method: str,
+        data: bytes,
+        context: Context,
+        work: Callable[[bytes, str], Awaitable[bytes]],
+    ) -> bytes:
+        """Authenticate, do ``work(data, tenant)``, and turn any error into a status."""
+        try:
+            tenant = self._gatekeeper.admit(_api_key(context))
+            return await work(data, tenant)
+        except Exception as exc:
+            error = grpc_error(exc)
+            if error is None:
+                log.exception(
+                    "grpc_api_internal_error",
+                    extra={"component": "gateway", "method": method, "peer": context.peer()},
+                )
+                error = GrpcError(grpc.StatusCode.INTERNAL, f"internal error in {method}")
+            else:
+                log.info(
+                    "grpc_api_refused",
+                    extra={
+                        "component": "gateway",
+                        "method": method,
+                        "code": error.code.name,
+                        "error": error.details,
+                    },
+                )
+            await context.abort(
+                error.code, error.details, trailing_metadata=error.trailing_metadata
+            )
+
+
+def _api_key(context: Context) -> str | None:
+    for key, value in context.invocation_metadata() or ():
+        if key == API_KEY_METADATA:
+            return value if isinstance(value, str) else value.decode("utf-8", "replace")
+    return None
