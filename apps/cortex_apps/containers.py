@@ -62,6 +62,9 @@ class CortexServices(containers.DeclarativeContainer):
             stale_after_s=config.stale_after_s,
             dispatch_mode=config.dispatch_mode,
             max_attempts=config.max_attempts,
+            sweep_interval_s=config.sweep_interval_s,
+            retry_backoff_s=config.retry_backoff_s,
+            overrun_grace_s=config.overrun_grace_s,
         ),
     )
     echo_worker = providers.Singleton(
@@ -151,6 +154,8 @@ DEFAULTS: dict[str, object] = {
     "stale_after_s": 15.0,
     "sweep_interval_s": 1.0,
     "max_attempts": 3,
+    "retry_backoff_s": 1.0,
+    "overrun_grace_s": 5.0,
     "dispatch_mode": DispatchMode.WORKER,
     "api_keys": "",
     "api_keys_file": None,

@@ -34,6 +34,8 @@ ENV_VARS: Mapping[str, str] = {
     "stale_after_s": "CORTEX_STALE_AFTER_S",
     "sweep_interval_s": "CORTEX_SWEEP_INTERVAL_S",
     "max_attempts": "CORTEX_MAX_ATTEMPTS",
+    "retry_backoff_s": "CORTEX_RETRY_BACKOFF_S",
+    "overrun_grace_s": "CORTEX_OVERRUN_GRACE_S",
     "worker_id": "CORTEX_WORKER_ID",
     "max_parallel_jobs": "CORTEX_MAX_PARALLEL_JOBS",
     "heartbeat_interval_s": "CORTEX_HEARTBEAT_INTERVAL_S",
@@ -77,7 +79,11 @@ class Settings:
     sweep_interval_s: float = 1.0
     """How often a scheduler looks for jobs whose worker went silent or whose deadline passed."""
     max_attempts: int = 3
-    """Dispatches a job gets when its workers keep going silent, before it FAILS."""
+    """Attempts a job gets (its worker went silent, or it overran ``timeout_s``) before it FAILS."""
+    retry_backoff_s: float = 1.0
+    """The wait before attempt n+1: ``retry_backoff_s * 2**(n-1)``, at most 60 s."""
+    overrun_grace_s: float = 5.0
+    """How long past its ``timeout_s`` an unreported attempt is given before it is cancelled."""
     worker_id: str = ""
     max_parallel_jobs: int = 4
     heartbeat_interval_s: float = 5.0

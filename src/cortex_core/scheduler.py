@@ -82,6 +82,12 @@ class SchedulerConfig:
     """How long past its ``timeout_s`` an attempt may go unreported (the worker enforces the
     timeout itself and reports TIMEOUT) before the scheduler gives up on it."""
     orphan_after_s: float = 60.0
+    sweep_interval_s: float = 1.0
+    """How often the app calls ``sweep()`` (it bounds the window of the re-publish below)."""
+    republish_after_s: float = 5.0
+    """A RUNNING job this old has its dispatch published once more, which the bus's
+    de-duplication (``<job_id>.<attempt>``, a 120 s window) drops if the first one went out: a
+    scheduler killed between committing RUNNING and publishing strands no job."""
     """A job left PENDING this long without a scheduler having seen it (its submit was lost,
     or its publish failed and could not be undone) is taken up by the sweep."""
 
@@ -175,6 +181,9 @@ class Scheduler:
                     job, f"{OVERRAN}: attempt {job.attempts} ran past {timeout:g} s", now
                 )
                 continue
+            age = now - job.updated_at
+            if cfg.republish_after_s <= age < cfg.republish_after_s + 2 * cfg.sweep_interval_s:
+                await self._republish(job)
             worker = workers.get(job.worker_id or "")
             if worker is None and not settled:
                 continue
@@ -198,6 +207,14 @@ class Scheduler:
             elif job.reason is None and now - job.updated_at > cfg.orphan_after_s:
                 log.warning("orphan_adopted", extra=_fields(job))
                 await self._admit(job)
+
+    async def _republish(self, job: RunningJob) -> None:
+        try:
+            await self._bus.publish(*self._dispatch_of(job))
+        except Exception as exc:
+            log.warning("dispatch_republish_failed", extra=_fields(job, cause=repr(exc)))
+            return
+        log.info("dispatch_republished", extra=_fields(job, attempts=job.attempts))
 
     async def _retry_or_fail(self, job: RunningJob, cause: str, now: float) -> None:
         """Put ``job`` back PENDING for another attempt after its backoff, or FAIL it once it
@@ -296,8 +313,7 @@ class Scheduler:
             # A redelivered submit: the scheduler that handled it may have died between
             # committing RUNNING and publishing the dispatch. Publish it again; its
             # de-duplication id (<job_id>.<attempt>) makes the bus drop it if it did go out.
-            await self._bus.publish(*self._dispatch_of(job))
-            log.info("dispatch_republished", extra=_fields(job, attempts=job.attempts))
+            await self._republish(job)
             return
         if isinstance(job, PendingJob) and job.reason in WAITING_REASONS:
             self._adopt_waiting(job, self._queued())  # parked by a replica that died, maybe
@@ -463,6 +479,9 @@ class Scheduler:
                 # The attempt ran past its own time limit, not the job's deadline: try again.
                 why = result.error_message or "timed out on worker"
                 await self._retry_or_fail(job, f"{OVERRAN}: {why}", now)
+                pool = self._routing.pool_for(job.spec.topic)
+                if pool is not None:  # its slot is free: a waiting job may go now
+                    await self._drain_waiting(pool)
                 return
             new = job.time_out(result.error_message or "timed out on worker", now)
         else:

@@ -95,3 +95,29 @@ def test_dedup_ids_tell_the_steps_of_a_job_apart() -> None:
         dedup_id(packet(Heartbeat(worker_id="w", pool="p", max_parallel_jobs=1)), "sys.heartbeat.w")
         is None
     )
+
+
+def test_dedup_ids_of_results_and_cancels_name_their_attempt() -> None:
+    def result(attempt: int, worker_id: str = "w1") -> str | None:
+        payload = JobResult(
+            job_id="j", status=JobStatus.TIMEOUT, worker_id=worker_id, attempt=attempt
+        )
+        packet = BusPacket(trace_id="", sender_id=worker_id, created_at=0.0, payload=payload)
+        return dedup_id(packet, SUBJECT_JOB_RESULT)
+
+    def cancel(attempt: int, sender_id: str = "s1", reason: str = "overran") -> str | None:
+        payload = JobCancel(job_id="j", reason=reason, attempt=attempt)
+        packet = BusPacket(trace_id="", sender_id=sender_id, created_at=0.0, payload=payload)
+        return dedup_id(packet, SUBJECT_JOB_CANCEL)
+
+    assert result(2) == "j.result.2.w1"
+    assert result(0) == "j.result.0.w1"  # a worker that doesn't say which attempt
+    assert cancel(3) == "j.cancel.3"
+    assert cancel(0) == "j.cancel.0"  # a client's cancel of the job
+    # The retry of an overrun on the same worker reports again: not a duplicate of attempt 1.
+    assert len({result(0), result(1), result(2), result(1, "w2")}) == 4
+    # A client's cancel after the sweep cancelled attempt 1, and the sweep's cancel of
+    # attempt 2 after that of attempt 1, all go out.
+    assert len({cancel(0), cancel(1), cancel(2)}) == 3
+    # Two scheduler replicas that both give up on attempt 2 publish one cancel between them.
+    assert cancel(2, "s1", "ran past 1 s") == cancel(2, "s2", "ran past its timeout")

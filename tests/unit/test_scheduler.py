@@ -646,3 +646,36 @@ async def test_a_late_failure_of_an_attempt_given_up_on_changes_nothing(h: Harne
     assert job.attempts == 2
     await h.result("j1", JobStatus.COMPLETED, 2)
     assert await h.status("j1") is JobStatus.COMPLETED
+
+
+async def test_a_dispatch_lost_with_its_scheduler_is_published_again_by_the_sweep() -> None:
+    """A replica committed RUNNING and died before publishing: a later sweep re-publishes once
+    (the bus's de-duplication drops it when the first one did go out)."""
+    h = await make_harness()
+    await h.heartbeat("w1")
+    spec = JobSpec(
+        job_id="j1",
+        trace_id="ab" * 16,
+        topic="job.echo",
+        context_ptr=context_ptr("j1"),
+        created_at=h.clock.now(),
+    )
+    pending = new_job(spec, h.clock.now())
+    await h.jobs.create(pending)
+    assert await h.jobs.transition(pending.dispatch("w1", h.clock.now()))  # never published
+    h.clock.advance(2)
+    await h.heartbeat("w1")
+    await h.scheduler.sweep()
+    await h.bus.settle()
+    assert h.dispatched == []
+    for _ in range(4):  # 5 s and later: published in the first two sweeps past it only
+        h.clock.advance(1.2)
+        await h.heartbeat("w1")
+        await h.scheduler.sweep()
+        await h.bus.settle()
+    assert [jid for jid, _ in h.dispatched] == ["j1"]  # the second one was de-duplicated
+    assert h.dispatched[0][0] == "j1"
+    request = h.dispatched[0][1].payload
+    assert isinstance(request, JobRequest)
+    assert request.attempt == 1
+    await h.bus.close()

@@ -11,6 +11,7 @@ import enum
 
 import pytest
 
+from cortex_proto._wire.cortex.v1 import bus_pb2
 from cortex_proto.cortex import v1
 
 FROZEN_FIELDS: dict[str, dict[str, int]] = {
@@ -57,10 +58,26 @@ FROZEN_FIELDS: dict[str, dict[str, int]] = {
         "max_parallel_jobs": 9,
     },
     "JobCancel": {"job_id": 1, "reason": 2},
-    "SubmitJobRequest": {"prompt": 1, "topic": 2, "adapter_id": 3, "priority": 4},
+    "SubmitJobRequest": {
+        "prompt": 1,
+        "topic": 2,
+        "adapter_id": 3,
+        "priority": 4,
+        "labels": 5,
+        "idempotency_key": 6,
+        "timeout_s": 7,
+    },
     "SubmitJobResponse": {"job_id": 1, "trace_id": 2},
     "GetJobStatusRequest": {"job_id": 1},
-    "GetJobStatusResponse": {"job_id": 1, "status": 2, "result_ptr": 3},
+    "GetJobStatusResponse": {
+        "job_id": 1,
+        "status": 2,
+        "result_ptr": 3,
+        "worker_id": 4,
+        "attempts": 5,
+        "reason": 6,
+        "trace_id": 7,
+    },
     "PolicyCheckRequest": {
         "job_id": 1,
         "topic": 2,
@@ -109,3 +126,26 @@ def test_landed_enum_values_are_unchanged(name: str) -> None:
     members: type[enum.Enum] = getattr(v1, name)
     values = {m.name: m.value for m in members}
     assert {k: values.get(k) for k in FROZEN_ENUMS[name]} == FROZEN_ENUMS[name]
+
+
+LANDED_BUS_FIELDS: dict[tuple[str, str], tuple[int, str, bool]] = {
+    ("JobRequest", "timeout_s"): (11, "double", True),
+    ("JobResult", "attempt"): (8, "uint32", False),
+    ("JobCancel", "attempt"): (3, "uint32", False),
+}
+"""bus.proto fields for per-attempt time limits and cancels: (number, type, presence). A
+``timeout_s`` of 0.0 must stay apart from an unset one, so it keeps ``optional``."""
+
+
+@pytest.mark.parametrize(("message", "name"), sorted(LANDED_BUS_FIELDS))
+def test_landed_bus_fields_are_unchanged_in_both_runtimes(message: str, name: str) -> None:
+    number, proto_type, presence = LANDED_BUS_FIELDS[message, name]
+    (bp,) = (
+        f.metadata["betterproto"]
+        for f in dataclasses.fields(getattr(v1, message))
+        if f.name == name
+    )
+    assert (bp.number, bp.proto_type, bp.optional) == (number, proto_type, presence)
+    upb = getattr(bus_pb2, message).DESCRIPTOR.fields_by_name[name]
+    upb_type = {"double": upb.TYPE_DOUBLE, "uint32": upb.TYPE_UINT32}[proto_type]
+    assert (upb.number, upb.type, upb.has_presence) == (number, upb_type, presence)

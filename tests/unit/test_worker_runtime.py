@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -50,6 +51,23 @@ class Rig:
         await self.send(
             JobRequest(
                 job_id=job_id, topic="job.echo", context_ptr=context_ptr(job_id), labels=labels
+            )
+        )
+
+    async def request(
+        self, job_id: str, *, attempt: int = 1, timeout_s: float | None = None, **labels: str
+    ) -> None:
+        """Dispatch attempt ``attempt`` of ``job_id`` (its context stored once)."""
+        if await self.memory.get_context(job_id) is None:
+            await self.memory.put_context(job_id, b'{"prompt":"hi"}')
+        await self.send(
+            JobRequest(
+                job_id=job_id,
+                topic="job.echo",
+                context_ptr=context_ptr(job_id),
+                labels=labels,
+                attempt=attempt,
+                timeout_s=timeout_s,
             )
         )
 
@@ -398,4 +416,212 @@ async def test_a_closing_worker_announces_it_has_no_capacity(echo: Rig) -> None:
     await worker.close()
     await rig.bus.settle()
     assert rig.heartbeats[-1].max_parallel_jobs == 0
+    await rig.bus.close()
+
+
+# -- per-attempt time limits, attempts on results, per-attempt cancels ----------------------
+
+
+async def _slow(job: JobContext) -> bytes:
+    await asyncio.sleep(30)
+    return b"{}"
+
+
+async def test_a_request_timeout_shorter_than_the_run_ends_timeout_with_its_attempt() -> None:
+    rig, worker = await rig_with(_slow, job_timeout_s=30.0)
+    started = time.monotonic()
+    await rig.request("j1", attempt=3, timeout_s=0.05)
+    (result,) = await rig.until(1)
+    assert (result.status, result.error_code, result.attempt) == (JobStatus.TIMEOUT, "timeout", 3)
+    assert "(0.050 s)" in result.error_message
+    assert time.monotonic() - started < 5  # the request's 0.05 s, not the worker's 30 s
+    assert worker.active_jobs == 0
+    await worker.close()
+    await rig.bus.close()
+
+
+async def test_the_worker_limit_wins_over_a_longer_request_timeout() -> None:
+    rig, worker = await rig_with(_slow, job_timeout_s=0.05)
+    await rig.request("j1", attempt=2, timeout_s=30.0)
+    (result,) = await rig.until(1)
+    assert (result.status, result.error_code, result.attempt) == (JobStatus.TIMEOUT, "timeout", 2)
+    assert "(0.050 s)" in result.error_message
+    await worker.close()
+    await rig.bus.close()
+
+
+async def test_a_zero_request_timeout_is_a_limit_not_its_absence() -> None:
+    ran: list[str] = []
+
+    async def handler(job: JobContext) -> bytes:
+        ran.append(job.request.job_id)
+        return b"{}"
+
+    rig, worker = await rig_with(handler)
+    await rig.request("zero", timeout_s=0.0)  # on the wire: present, and zero
+    await rig.request("unset", timeout_s=None)  # absent: no limit of its own
+    results = {r.job_id: r for r in await rig.until(2)}
+    assert (results["zero"].status, results["zero"].error_code) == (JobStatus.TIMEOUT, "timeout")
+    assert results["unset"].status is JobStatus.COMPLETED
+    assert ran == ["unset"]
+    await worker.close()
+    await rig.bus.close()
+
+
+async def test_every_result_names_the_attempt_it_answers() -> None:
+    async def handler(job: JobContext) -> bytes:
+        if job.request.job_id == "bad":
+            raise ValueError("no")
+        return b"{}"
+
+    rig, worker = await rig_with(handler)
+    await rig.request("ok", attempt=2)
+    await rig.request("bad", attempt=4)
+    await rig.send(  # no context stored: fails before the handler runs
+        JobRequest(job_id="lost", topic="job.echo", context_ptr=context_ptr("lost"), attempt=5)
+    )
+    await rig.send(JobCancel(job_id="early", reason="no", attempt=6), SUBJECT_JOB_CANCEL)
+    await rig.bus.settle()
+    await rig.request("early", attempt=6)
+    results = {r.job_id: (r.status, r.attempt) for r in await rig.until(4)}
+    assert results == {
+        "ok": (JobStatus.COMPLETED, 2),
+        "bad": (JobStatus.FAILED, 4),
+        "lost": (JobStatus.FAILED, 5),
+        "early": (JobStatus.CANCELLED, 6),
+    }
+    await worker.close()
+    await rig.bus.close()
+
+
+class Blocking:
+    """A handler whose runs block until released, noting which were interrupted."""
+
+    def __init__(self) -> None:
+        self.started: dict[tuple[str, int], asyncio.Event] = {}
+        self.release: dict[tuple[str, int], asyncio.Event] = {}
+        self.interrupted: set[tuple[str, int]] = set()
+
+    @staticmethod
+    def _event(events: dict[tuple[str, int], asyncio.Event], key: tuple[str, int]) -> asyncio.Event:
+        return events.setdefault(key, asyncio.Event())
+
+    async def wait_started(self, job_id: str, attempt: int) -> None:
+        await asyncio.wait_for(self._event(self.started, (job_id, attempt)).wait(), 5)
+
+    def finish(self, job_id: str, attempt: int) -> None:
+        self._event(self.release, (job_id, attempt)).set()
+
+    async def __call__(self, job: JobContext) -> bytes:
+        key = (job.request.job_id, job.request.attempt)
+        self._event(self.started, key).set()
+        try:
+            await asyncio.wait_for(self._event(self.release, key).wait(), 10)
+        except asyncio.CancelledError:
+            self.interrupted.add(key)
+            raise
+        return b"{}"
+
+
+async def _cancel_handled(rig: Rig, blocking: Blocking, probe: str = "probe") -> None:
+    """Wait until every cancel sent so far has been handled: the cancel subscription handles
+    its packets one at a time, in order, so once a cancel sent after them has stopped
+    ``probe`` (running), they have all been seen."""
+    await rig.send(JobCancel(job_id=probe, reason="probe"), SUBJECT_JOB_CANCEL)
+    async with asyncio.timeout(5):
+        while not any(r.job_id == probe for r in rig.results):
+            await asyncio.sleep(0.005)
+    assert (probe, 1) in blocking.interrupted
+
+
+async def test_a_cancel_of_an_earlier_attempt_leaves_the_running_one_alone() -> None:
+    blocking = Blocking()
+    rig, worker = await rig_with(blocking, parallel=2)
+    await rig.request("j1", attempt=2)
+    await rig.request("probe")
+    await blocking.wait_started("j1", 2)
+    await blocking.wait_started("probe", 1)
+    await rig.send(JobCancel(job_id="j1", reason="overran", attempt=1), SUBJECT_JOB_CANCEL)
+    await _cancel_handled(rig, blocking)
+    assert ("j1", 2) not in blocking.interrupted
+    blocking.finish("j1", 2)
+    results = {r.job_id: r for r in await rig.until(2)}
+    assert (results["j1"].status, results["j1"].attempt) == (JobStatus.COMPLETED, 2)
+    await worker.close()
+    await rig.bus.close()
+
+
+@pytest.mark.parametrize("attempt", [2, 0])
+async def test_a_cancel_of_the_running_attempt_or_of_any_stops_it(attempt: int) -> None:
+    blocking = Blocking()
+    rig, worker = await rig_with(blocking)
+    await rig.request("j1", attempt=2)
+    await blocking.wait_started("j1", 2)
+    await rig.send(JobCancel(job_id="j1", reason="stop", attempt=attempt), SUBJECT_JOB_CANCEL)
+    (result,) = await rig.until(1)
+    assert (result.status, result.error_message, result.attempt) == (
+        JobStatus.CANCELLED,
+        "stop",
+        2,
+    )
+    assert ("j1", 2) in blocking.interrupted
+    await worker.close()
+    await rig.bus.close()
+
+
+async def test_a_remembered_cancel_of_attempt_1_does_not_stop_attempt_2(echo: Rig) -> None:
+    await echo.send(JobCancel(job_id="j1", reason="overran", attempt=1), SUBJECT_JOB_CANCEL)
+    await echo.bus.settle()
+    await echo.request("j1", attempt=2)
+    (result,) = await echo.until(1)
+    assert (result.status, result.attempt) == (JobStatus.COMPLETED, 2)
+    # Still remembered for attempt 1, should its packet turn up late.
+    await echo.request("j1", attempt=1)
+    _, late = await echo.until(2)
+    assert (late.status, late.error_message, late.attempt) == (JobStatus.CANCELLED, "overran", 1)
+
+
+async def test_a_cancel_of_attempt_1_sent_during_attempt_2_stops_a_late_attempt_1() -> None:
+    blocking = Blocking()
+    rig, worker = await rig_with(blocking, parallel=2)
+    await rig.request("j1", attempt=2)
+    await rig.request("probe")
+    await blocking.wait_started("j1", 2)
+    await blocking.wait_started("probe", 1)
+    await rig.send(JobCancel(job_id="j1", reason="overran", attempt=1), SUBJECT_JOB_CANCEL)
+    await _cancel_handled(rig, blocking)
+    await rig.request("j1", attempt=1)  # attempt 1's packet, late (redelivered, say)
+    async with asyncio.timeout(5):
+        while len(rig.results) < 2:
+            await asyncio.sleep(0.005)
+    late = rig.results[1]
+    assert (late.job_id, late.status, late.attempt) == ("j1", JobStatus.CANCELLED, 1)
+    blocking.finish("j1", 2)
+    assert (await rig.until(3))[2].status is JobStatus.COMPLETED
+    await worker.close()
+    await rig.bus.close()
+
+
+async def test_two_attempts_of_one_job_on_one_worker_are_cancelled_apart() -> None:
+    """The scheduler gave up on attempt 1 (its handler still runs) and sent attempt 2 to the
+    same worker: a cancel reaches the attempt it names, and attempt 2 stays cancellable after
+    attempt 1 has ended."""
+    blocking = Blocking()
+    rig, worker = await rig_with(blocking, parallel=2)
+    await rig.request("j1", attempt=1)
+    await blocking.wait_started("j1", 1)
+    await rig.request("j1", attempt=2)
+    await blocking.wait_started("j1", 2)
+    await rig.send(JobCancel(job_id="j1", reason="overran", attempt=1), SUBJECT_JOB_CANCEL)
+    (first,) = await rig.until(1)
+    assert (first.status, first.attempt) == (JobStatus.CANCELLED, 1)
+    assert ("j1", 2) not in blocking.interrupted
+    await rig.send(JobCancel(job_id="j1", reason="client"), SUBJECT_JOB_CANCEL)
+    _, second = await rig.until(2)
+    assert (second.status, second.error_message, second.attempt) == (
+        JobStatus.CANCELLED,
+        "client",
+        2,
+    )
+    await worker.close()
     await rig.bus.close()
