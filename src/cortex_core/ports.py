@@ -103,7 +103,7 @@ StatusFilter = JobStatus | frozenset[JobStatus] | None
 
 class JobStore(Lifecycle, Protocol):
     async def create(self, job: PendingJob) -> bool:
-        """Save a new job. False, and nothing written, if the id is taken."""
+        """Save a new job. False, and nothing written, if the id is taken or was withdrawn."""
         ...
 
     async def create_or_get(self, job: PendingJob) -> Job:
@@ -116,7 +116,8 @@ class JobStore(Lifecycle, Protocol):
     async def withdraw(self, job: PendingJob) -> bool:
         """Delete a job nothing has happened to yet (stored version == ``job.version``), with
         its idempotency key: the undo of a submit whose publish failed. False, and nothing
-        deleted, if the job has moved on or is not there."""
+        deleted, if the job has moved on or is not there. The id stays taken (for a day, at
+        least): a submit packet that reaches the bus after all is not adopted as a new job."""
         ...
 
     async def get(self, job_id: str) -> Job | None: ...

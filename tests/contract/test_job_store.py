@@ -430,6 +430,21 @@ async def test_withdraw_deletes_a_fresh_job_and_frees_its_key(job_store: JobStor
     assert not await jobs.withdraw(job("never", 4.0))
 
 
+async def test_a_withdrawn_id_can_never_be_created_again(job_store: JobStoreUnderTest) -> None:
+    """A submit reported failed may still reach the bus (a reconnect buffer); the scheduler
+    then tries to adopt it with ``create``, which must refuse."""
+    jobs = job_store.store
+    undo = job("undo", 2.0, idempotency_key="k")
+    assert await jobs.create_or_get(undo) == undo
+    assert await jobs.withdraw(undo)
+    assert not await jobs.create(job("undo", 2.0))
+    with pytest.raises(ValueError, match="taken"):
+        await jobs.create_or_get(job("undo", 2.0, idempotency_key="k2"))
+    assert await jobs.get("undo") is None
+    assert not await jobs.transition(undo.dispatch("w1", 3.0))
+    assert await jobs.list_jobs() == ([], None)
+
+
 async def test_withdraw_fails_once_the_job_has_moved_on(job_store: JobStoreUnderTest) -> None:
     jobs = job_store.store
     for i in range(3):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import signal
 import subprocess
@@ -16,15 +17,43 @@ import pytest
 pytestmark = pytest.mark.e2e
 
 CORTEX = Path(sys.executable).with_name("cortex")
+ACCESS_ENV = ("CORTEX_API_KEYS", "CORTEX_API_KEYS_FILE", "CORTEX_NO_AUTH", "CORTEX_GRPC_ADDR")
+POLICY = """\
+policy:
+  default: {decision: ALLOW, reason: "no rule matched; default allow"}
+  rules:
+    - id: deny-forbidden
+      decision: DENY
+      reason: "topic job.forbidden is forbidden"
+      topic: "job.forbidden"
+"""
+
+
+def _env() -> dict[str, str]:
+    """The environment without any access settings of the developer's shell."""
+    return {k: v for k, v in os.environ.items() if k not in ACCESS_ENV}
 
 
 @pytest.fixture
-def cortex_up() -> Iterator[tuple[str, subprocess.Popen[str]]]:
+def cortex_up(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[str]]]:
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(POLICY)
     proc = subprocess.Popen(
-        [str(CORTEX), "up", "--port", "0"],
+        [
+            str(CORTEX),
+            "up",
+            "--port",
+            "0",
+            "--grpc-addr",
+            "127.0.0.1:0",
+            "--no-auth",
+            "--policy",
+            str(policy),
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        env=_env(),
     )
     assert proc.stdout is not None
     base = None
@@ -38,8 +67,11 @@ def cortex_up() -> Iterator[tuple[str, subprocess.Popen[str]]]:
         if m := re.search(r"Cortex is up .* on (http://127\.0\.0\.1:\d+)", line):
             base = m.group(1)
     assert base is not None, "".join(seen)
-    banner = "".join(proc.stdout.readline() for _ in range(5))
+    banner = "".join(proc.stdout.readline() for _ in range(6))
     assert f"curl -s -X POST {base}/v1/jobs" in banner
+    # --no-auth is announced loudly, before and after the banner.
+    assert "AUTH IS OFF" in seen[-2], "".join(seen)
+    assert "AUTH IS OFF" in banner.splitlines()[-1], banner
     try:
         yield base, proc
     finally:
@@ -64,7 +96,10 @@ def test_submit_status_result_then_clean_shutdown(
             time.sleep(0.01)
         assert status["status"] == "COMPLETED"
         assert http.get(f"/v1/jobs/{job_id}/result").json()["echo"] == "over a real socket"
-        denied = http.post("/v1/jobs", json={"prompt": "x", "topic": "sys.destroy"}).json()[
+        refused = http.post("/v1/jobs", json={"prompt": "x", "topic": "sys.destroy"})
+        assert refused.status_code == 400, refused.text
+        assert refused.json()["field"] == "topic"
+        denied = http.post("/v1/jobs", json={"prompt": "x", "topic": "job.forbidden"}).json()[
             "job_id"
         ]
         for _ in range(500):
@@ -72,7 +107,10 @@ def test_submit_status_result_then_clean_shutdown(
             if status["status"] != "PENDING":
                 break
             time.sleep(0.01)
-        assert (status["status"], status["reason"]) == ("DENIED", "topic sys.destroy is forbidden")
+        assert (status["status"], status["reason"]) == (
+            "DENIED",
+            "topic job.forbidden is forbidden",
+        )
     proc.send_signal(signal.SIGTERM)
     # uvicorn shuts down gracefully, then re-raises the signal (the conventional exit status).
     assert proc.wait(timeout=15) in (0, -signal.SIGTERM)
@@ -86,11 +124,54 @@ def test_a_broken_routing_file_is_refused_at_start(tmp_path: Path) -> None:
     bad = tmp_path / "routing.yaml"
     bad.write_text("routing:\n  pools:\n    echo:\n      topics: ['job.*']\n")
     proc = subprocess.run(
-        [str(CORTEX), "up", "--port", "0", "--routing", str(bad)],
+        [str(CORTEX), "up", "--port", "0", "--no-auth", "--routing", str(bad)],
         capture_output=True,
         text=True,
         timeout=30,
         check=False,
+        env=_env(),
     )
     assert proc.returncode == 2
     assert "routing.pools.echo.topics[0]" in proc.stderr
+
+
+def test_without_api_keys_or_no_auth_it_refuses_to_start() -> None:
+    proc = subprocess.run(
+        [str(CORTEX), "up", "--port", "0", "--grpc-addr", "127.0.0.1:0"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+        env=_env(),
+    )
+    assert proc.returncode != 0
+    assert "CORTEX_API_KEYS" in proc.stderr, proc.stderr
+    assert "Cortex is up" not in proc.stdout, proc.stdout
+
+
+def test_with_api_keys_it_asks_for_one(tmp_path: Path) -> None:
+    proc = subprocess.Popen(
+        [str(CORTEX), "up", "--port", "0", "--grpc-addr", "127.0.0.1:0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**_env(), "CORTEX_API_KEYS": "key-upup-1=acme"},
+    )
+    assert proc.stdout is not None
+    try:
+        seen: list[str] = []
+        base = None
+        while base is None and (line := proc.stdout.readline()):
+            seen.append(line)
+            if m := re.search(r"Cortex is up .* on (http://127\.0\.0\.1:\d+)", line):
+                base = m.group(1)
+        assert base is not None, "".join(seen)
+        assert "AUTH IS OFF" not in "".join(seen)
+        with httpx.Client(base_url=base, timeout=5) as http:
+            assert http.post("/v1/jobs", json={"prompt": "x"}).status_code == 401
+            r = http.post("/v1/jobs", json={"prompt": "x"}, headers={"X-API-Key": "key-upup-1"})
+            assert r.status_code == 202, r.text
+    finally:
+        proc.kill()
+        proc.wait()
+        proc.stdout.close()

@@ -48,6 +48,11 @@ def env() -> Iterator[dict[str, str]]:
         "CORTEX_HEARTBEAT_INTERVAL_S": "0.5",
         "CORTEX_STALE_AFTER_S": "1.5",
         "CORTEX_SWEEP_INTERVAL_S": "0.2",
+        # These tests drive the REST API without keys (tests/e2e/test_gateway_api.py has auth),
+        # and each gateway's gRPC API takes a free port, not the shared default.
+        "CORTEX_NO_AUTH": "1",
+        "CORTEX_GRPC_ADDR": "127.0.0.1:0",
+        "CORTEX_RATE_LIMIT_PER_S": "0",  # the tests poll hard; no limit (0) for them
     }
     asyncio.run(_delete_stream(prefix))
     store.flushdb()  # ours alone since the claim
@@ -95,9 +100,31 @@ def finished(
     raise AssertionError(f"{len(unfinished)} jobs unfinished after {timeout}s: {unfinished}")
 
 
+FORBIDDEN_TOPIC_POLICY = """\
+policy:
+  default: {decision: ALLOW, reason: "no rule matched; default allow"}
+  rules:
+    - id: deny-forbidden
+      decision: DENY
+      reason: "topic job.forbidden is forbidden"
+      topic: "job.forbidden"
+"""
+
+
+@pytest.fixture
+def policy_env(env: dict[str, str], tmp_path: Path) -> dict[str, str]:
+    """A Safety Kernel policy that DENIES topic ``job.forbidden`` (the REST API refuses
+    topics outside ``job.*`` with a 400 before they reach the policy)."""
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(FORBIDDEN_TOPIC_POLICY)
+    env["CORTEX_POLICY_FILE"] = str(policy)
+    return env
+
+
 def test_local_flow_with_context_and_result_in_redis(
-    cortex: tuple[str, list[Proc]], env: dict[str, str]
+    policy_env: dict[str, str], cortex: tuple[str, list[Proc]]
 ) -> None:
+    env = policy_env
     base, procs = cortex
     procs.append(start_worker(env, f"echo-{uuid.uuid4().hex[:6]}"))
     store = redis.Redis.from_url(env["REDIS_URL"])
@@ -114,13 +141,21 @@ def test_local_flow_with_context_and_result_in_redis(
         assert result["echo"] == "through real NATS and Redis"
         assert json.loads(http.get(f"/v1/jobs/{job_id}/result").content) == result
 
-        denied = http.post("/v1/jobs", json={"prompt": "x", "topic": "sys.destroy"}).json()[
+        refused = http.post("/v1/jobs", json={"prompt": "x", "topic": "sys.destroy"})
+        assert refused.status_code == 400, refused.text
+        assert refused.json()["field"] == "topic"
+
+        denied = http.post("/v1/jobs", json={"prompt": "x", "topic": "job.forbidden"}).json()[
             "job_id"
         ]
         status = finished(http, [denied])[denied]
-        assert (status["status"], status["reason"]) == ("DENIED", "topic sys.destroy is forbidden")
+        assert (status["status"], status["reason"]) == (
+            "DENIED",
+            "topic job.forbidden is forbidden",
+        )
         assert store.get(f"res:{denied}") is None
     store.close()
+    assert "AUTH IS OFF" in procs[1].output, procs[1].output
     for p in procs:  # graceful: SIGTERM drains and exits
         assert p.terminate() in (0, -15), p.output
         assert "Traceback" not in p.output, p.output

@@ -4,12 +4,13 @@ over capacity-limited workers, and a scheduler replica SIGKILLed in the middle o
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import re
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,14 @@ import httpx
 import pytest
 import redis
 
+from cortex_adapters.codec import ProtobufCodec
+from cortex_adapters.memory import InMemoryMetrics
+from cortex_adapters.nats import NatsBus
+from cortex_adapters.redis import RedisJobStore, RedisMemoryStore
+from cortex_adapters.system import SystemClock, UuidIdGenerator
+from cortex_core.frontdoor import FrontDoor, SubmitJob
+from cortex_core.jobs import Job
+from cortex_core.messages import JobStatus
 from tests.e2e.test_processes import (  # noqa: F401
     NATS_URL,
     _delete_stream,
@@ -48,6 +57,9 @@ def env() -> Iterator[dict[str, str]]:
         "CORTEX_HEARTBEAT_INTERVAL_S": "0.5",
         "CORTEX_STALE_AFTER_S": "1.5",
         "CORTEX_SWEEP_INTERVAL_S": "0.2",
+        "CORTEX_NO_AUTH": "1",  # the REST API without keys (test_gateway_api.py has auth)
+        "CORTEX_GRPC_ADDR": "127.0.0.1:0",  # not the shared default port
+        "CORTEX_RATE_LIMIT_PER_S": "0",  # bursts of hundreds of requests: no limit (0)
     }
     asyncio.run(_delete_stream(prefix))
     store.flushdb()  # ours alone since the claim
@@ -294,3 +306,178 @@ def test_a_scheduler_killed_mid_burst_loses_and_duplicates_no_job(
         f"{len(finishes) - by_doomed} by the survivor"
     )
     assert {j: n for j, n in counts.items() if n != 1} == {}
+
+
+# -- attempts that overrun their time ------------------------------------------------------
+
+
+@pytest.fixture
+def backend(env: dict[str, str]) -> Iterator[Proc]:
+    """A Safety Kernel and a scheduler that gives a job 2 attempts; no gateway: the tests
+    submit through ``FrontDoor`` on the bus and read jobs from the job store."""
+    env["CORTEX_MAX_ATTEMPTS"] = "2"
+    kernel = Proc("safety-kernel", "--address", "127.0.0.1:0", env=env)
+    procs = [kernel]
+    try:
+        env["SAFETY_KERNEL_ADDR"] = kernel.wait_for(r"safety-kernel ready on (\S+)").group(1)
+        procs.append(Proc("scheduler", env=env))
+        procs[1].wait_for("cortex scheduler ready")
+        yield procs[1]
+    finally:
+        for p in reversed(procs):
+            if p.popen.poll() is None:
+                p.terminate()
+
+
+@contextlib.asynccontextmanager
+async def _front_door(env: dict[str, str]) -> AsyncIterator[tuple[FrontDoor, RedisJobStore]]:
+    """The gateway's front door in this process, on the processes' subject prefix and Redis
+    database, and the job store it writes."""
+    bus = NatsBus(
+        url=NATS_URL,
+        name="test-front-door",
+        codec=ProtobufCodec(),
+        metrics=InMemoryMetrics(),
+        subject_prefix=env["CORTEX_SUBJECT_PREFIX"],
+        ack_wait_s=float(env["CORTEX_ACK_WAIT_S"]),
+    )
+    memory = RedisMemoryStore(url=env["REDIS_URL"], ttl_s=3600.0, max_value_bytes=1 << 20)
+    jobs = RedisJobStore(url=env["REDIS_URL"])
+    started: list[NatsBus | RedisMemoryStore | RedisJobStore] = []
+    try:
+        for component in (bus, memory, jobs):
+            await component.start()
+            started.append(component)
+        door = FrontDoor(
+            bus=bus,
+            memory=memory,
+            jobs=jobs,
+            clock=SystemClock(),
+            ids=UuidIdGenerator(),
+            sender_id="test-front-door",
+        )
+        yield door, jobs
+    finally:
+        for component in reversed(started):
+            await component.close()
+
+
+async def _ended(jobs: RedisJobStore, job_id: str, within_s: float = 20.0) -> Job:
+    deadline = time.monotonic() + within_s
+    while True:
+        job = await jobs.get(job_id)
+        if job is not None and job.is_terminal:
+            return job
+        assert time.monotonic() < deadline, f"{job_id} unfinished after {within_s}s: {job}"
+        await asyncio.sleep(0.05)
+
+
+def _dispatches(scheduler: Proc, job_id: str) -> list[str]:
+    """The workers the scheduler dispatched ``job_id`` to, in order, from its log."""
+    return [
+        m.group(1)
+        for line in list(scheduler.lines)
+        if "job_dispatched" in line
+        and f"job_id={job_id} " in line
+        and (m := re.search(r"subject=worker\.(\S+)\.jobs", line))
+    ]
+
+
+def _timeouts(worker: Proc, job_id: str) -> int:
+    return sum(
+        "job_done" in line and f"job_id={job_id} " in line and "status=TIMEOUT" in line
+        for line in list(worker.lines)
+    )
+
+
+async def test_a_job_that_overruns_its_timeout_every_time_fails_after_max_attempts(
+    backend: Proc, env: dict[str, str]
+) -> None:
+    """timeout_s is per attempt: each dispatch carries it, the worker stops the attempt at it
+    and reports TIMEOUT, and the scheduler retries (no deadline has passed) until
+    max_attempts (2 here), then fails the job."""
+    worker_id = f"echo-{uuid.uuid4().hex[:6]}"
+    worker = await asyncio.to_thread(start_worker, env, worker_id)
+    try:
+        async with _front_door(env) as (door, jobs):
+            submit = SubmitJob(prompt="too slow", labels={"echo.delay_ms": "3000"}, timeout_s=0.3)
+            job_id = (await door.submit(submit)).job_id
+            stored = await jobs.get(job_id)
+            # The scheduler reads the job back from the store: without it, no time limit.
+            assert stored is not None
+            assert stored.spec.timeout_s == 0.3, stored
+            job = await _ended(jobs, job_id)
+        assert (job.status, job.attempts) == (JobStatus.FAILED, 2), job
+        assert job.reason == (
+            "overran: the job ran past its time (0.300 s); gave up after 2 attempts"
+        ), job
+        assert _dispatches(backend, job_id) == [worker_id, worker_id]
+        await asyncio.to_thread(worker.wait_for, f"job_done.*job_id={job_id} .*status=TIMEOUT")
+        assert _timeouts(worker, job_id) == 2, worker.output
+    finally:
+        await asyncio.to_thread(worker.terminate)
+    assert "Traceback" not in backend.output + worker.output
+
+
+async def test_a_job_that_overruns_the_worker_limit_every_time_fails_after_max_attempts(
+    backend: Proc, env: dict[str, str]
+) -> None:
+    """The same, with the worker's own limit (CORTEX_JOB_TIMEOUT_S) and no timeout_s on the
+    job: a worker's TIMEOUT before the deadline is an overrun either way."""
+    worker_id = f"echo-{uuid.uuid4().hex[:6]}"
+    worker = await asyncio.to_thread(
+        start_worker, {**env, "CORTEX_JOB_TIMEOUT_S": "0.3"}, worker_id
+    )
+    try:
+        async with _front_door(env) as (door, jobs):
+            submit = SubmitJob(prompt="too slow", labels={"echo.delay_ms": "3000"})
+            job_id = (await door.submit(submit)).job_id
+            job = await _ended(jobs, job_id)
+        assert (job.status, job.attempts) == (JobStatus.FAILED, 2), job
+        assert job.reason == (
+            "overran: the job ran past its time (0.300 s); gave up after 2 attempts"
+        ), job
+        assert _dispatches(backend, job_id) == [worker_id, worker_id]
+        assert _timeouts(worker, job_id) == 2, worker.output
+    finally:
+        await asyncio.to_thread(worker.terminate)
+    assert "Traceback" not in backend.output + worker.output
+
+
+async def test_an_attempt_that_overruns_is_retried_and_the_retry_completes(
+    backend: Proc, env: dict[str, str]
+) -> None:
+    """Attempt 1 overruns on a worker with a 0.3 s limit. That worker then leaves (SIGTERM:
+    its last heartbeat says it has no capacity) well within the 1 s backoff before attempt
+    2, so attempt 2 can only go to the worker that starts next, with no limit, where the
+    1 s job completes."""
+    limited_id, patient_id = f"echo-a{uuid.uuid4().hex[:6]}", f"echo-b{uuid.uuid4().hex[:6]}"
+    limited = await asyncio.to_thread(
+        start_worker, {**env, "CORTEX_JOB_TIMEOUT_S": "0.3"}, limited_id
+    )
+    patient: Proc | None = None
+    try:
+        async with _front_door(env) as (door, jobs):
+            submit = SubmitJob(prompt="second time lucky", labels={"echo.delay_ms": "1000"})
+            job_id = (await door.submit(submit)).job_id
+            requeued = await asyncio.to_thread(
+                backend.wait_for, f"job_requeued.*job_id={job_id} .*", 20.0
+            )
+            assert "overran" in requeued.group(0), requeued.group(0)
+            assert await asyncio.to_thread(limited.terminate) in (0, -15), limited.output
+            patient = await asyncio.to_thread(start_worker, env, patient_id)
+            job = await _ended(jobs, job_id)
+            assert (job.status, job.attempts) == (JobStatus.COMPLETED, 2), job
+            _, data = await door.result(job_id)
+        assert json.loads(data) == {
+            "echo": "second time lucky",
+            "topic": "job.echo",
+            "worker_id": patient_id,
+        }
+        assert _dispatches(backend, job_id) == [limited_id, patient_id]
+        assert _timeouts(limited, job_id) == 1, limited.output
+    finally:
+        for worker in (limited, patient):
+            if worker is not None and worker.popen.poll() is None:
+                await asyncio.to_thread(worker.terminate)
+    assert "Traceback" not in backend.output + limited.output

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,10 +16,30 @@ from cortex_core.messages import BusPacket, JobRequest
 
 pytestmark = pytest.mark.e2e
 
+POLICY = """\
+policy:
+  default: {decision: ALLOW, reason: "no rule matched; default allow"}
+  rules:
+    - id: deny-forbidden
+      decision: DENY
+      reason: "topic job.forbidden is forbidden"
+      topic: "job.forbidden"
+"""
+
 
 @pytest.fixture
-async def cortex() -> AsyncIterator[tuple[AsyncTestClient[Any], list[str]]]:
-    container = build_container({"heartbeat_interval_s": 0.2})
+async def cortex(tmp_path: Path) -> AsyncIterator[tuple[AsyncTestClient[Any], list[str]]]:
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(POLICY)
+    container = build_container(
+        {
+            "heartbeat_interval_s": 0.2,
+            "no_auth": True,
+            "grpc_addr": "127.0.0.1:0",  # not the shared default port
+            "rate_limit_per_s": 0,  # the tests poll hard: no limit
+            "policy_file": str(policy),
+        }
+    )
     reached_worker: list[str] = []
 
     async def spy(packet: BusPacket) -> None:
@@ -66,16 +87,16 @@ async def test_echo_job_completes_with_its_prompt(
     assert reached == [ids["job_id"]]
 
 
-async def test_sys_destroy_is_denied_and_never_reaches_a_worker(
+async def test_a_denied_job_never_reaches_a_worker(
     cortex: tuple[AsyncTestClient[Any], list[str]],
 ) -> None:
     client, reached = cortex
     job_id = (
-        await client.post("/v1/jobs", json={"prompt": "rm -rf", "topic": "sys.destroy"})
+        await client.post("/v1/jobs", json={"prompt": "rm -rf", "topic": "job.forbidden"})
     ).json()["job_id"]
     status = await until_finished(client, job_id)
     assert status["status"] == "DENIED"
-    assert status["reason"] == "topic sys.destroy is forbidden"
+    assert status["reason"] == "topic job.forbidden is forbidden"
     assert status["result_ptr"] is None
     r = await client.get(f"/v1/jobs/{job_id}/result")
     assert r.status_code == 409
@@ -137,6 +158,7 @@ async def test_unknown_job_is_404(cortex: tuple[AsyncTestClient[Any], list[str]]
         ({"prompt": "x", "topic": 7}, "topic"),
         ({"prompt": "x", "topic": "job echo"}, "topic"),
         ({"prompt": "x", "topic": "job.*"}, "topic"),
+        ({"prompt": "x", "topic": "sys.destroy"}, "topic"),
         ({"prompt": "x", "priority": "urgent"}, "priority"),
         ({"prompt": "x", "labels": {"a": 1}}, "labels[...]"),
         ({"prompt": "x", "labels": ["a"]}, "labels"),

@@ -74,6 +74,7 @@ class InMemoryJobStore:
     def __init__(self) -> None:
         self._jobs: dict[str, Job] = {}
         self._keys: dict[tuple[str, str], str] = {}  # (tenant, idempotency key) -> job_id
+        self._withdrawn: set[str] = set()  # ids that may never be created again
 
     async def start(self) -> None:
         return None
@@ -82,7 +83,7 @@ class InMemoryJobStore:
         return None
 
     async def create(self, job: PendingJob) -> bool:
-        if job.job_id in self._jobs:
+        if job.job_id in self._jobs or job.job_id in self._withdrawn:
             return False
         self._jobs[job.job_id] = job
         return True
@@ -92,7 +93,7 @@ class InMemoryJobStore:
         key = (spec.tenant_id, spec.idempotency_key)
         if spec.idempotency_key and key in self._keys:
             return self._jobs[self._keys[key]]
-        if job.job_id in self._jobs:
+        if job.job_id in self._jobs or job.job_id in self._withdrawn:
             raise ValueError(f"job id {job.job_id!r} is taken")
         self._jobs[job.job_id] = job
         if spec.idempotency_key:
@@ -104,6 +105,7 @@ class InMemoryJobStore:
         if current is None or current.version != job.version:
             return False
         del self._jobs[job.job_id]
+        self._withdrawn.add(job.job_id)
         key = (job.spec.tenant_id, job.spec.idempotency_key)
         if self._keys.get(key) == job.job_id:
             del self._keys[key]

@@ -383,12 +383,15 @@ class NatsBus:
             msg_id = dedup_id(packet, subject)
             if msg_id is not None:
                 headers[MSG_ID_HEADER] = msg_id
-            await self._publish_stored(wire.js, subject, data, headers, retry=msg_id is not None)
+            await self._publish_stored(
+                wire.nc, wire.js, subject, data, headers, retry=msg_id is not None
+            )
         else:
             await wire.nc.publish(self._prefix + subject, data, headers=headers or None)
 
     async def _publish_stored(
         self,
+        nc: NatsClient,
         js: JetStreamContext,
         subject: str,
         data: bytes,
@@ -402,6 +405,17 @@ class NatsBus:
         while True:
             attempt += 1
             remaining = deadline - loop.time()
+            if not nc.is_connected:
+                # Never hand a durable packet to a disconnected client: nats-py would keep it in
+                # its reconnect buffer and send it later, after the caller was told it failed
+                # (a submit answered 503 would then run anyway). Wait for the connection instead.
+                if not retry or remaining <= 0:
+                    raise BusPublishError(
+                        f"publish to {subject!r} (stream {self._stream}) failed: not connected "
+                        f"to NATS ({redact_url(self._url)})"
+                    )
+                await asyncio.sleep(min(0.05 * 2**attempt, remaining, 0.25))
+                continue
             try:
                 ack = await js.publish(
                     self._prefix + subject,

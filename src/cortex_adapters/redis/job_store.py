@@ -62,6 +62,9 @@ SCAN_PER_ITEM * limit)`` index members per call, then returns what it found with
 _FIRST_CHUNK = 64
 """A topic scan reads at least this many members at first, then four times more each time."""
 
+_WITHDRAWN = "withdrawn"
+"""The one field of a withdrawn job's tombstone."""
+
 _CREATE = """
 -- KEYS[1] job hash; KEYS[2..5] the indexes: all, the status's, the tenant's all, the tenant's
 -- status's; KEYS[6], if given: the tenant's idempotency key for the job
@@ -110,7 +113,11 @@ end
 """
     + _SPEC_CHECK
     + """
+-- A tombstone stays for a day, so that the id can never be created again: a submit whose
+-- publish was reported failed but went out after all is then not adopted by a scheduler.
 redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], 'withdrawn', '1')
+redis.call('EXPIRE', KEYS[1], 86400)
 for i = 2, 5 do
   redis.call('ZREM', KEYS[i], ARGV[3])
 end
@@ -323,8 +330,8 @@ class RedisJobStore:
     async def get(self, job_id: str) -> Job | None:
         client = self._started()
         key = self._key(job_id)
-        fields = await client.hgetall(key)
-        return _decode(key, _texts(fields)) if fields else None
+        fields = _texts(await client.hgetall(key))
+        return _decode(key, fields) if fields and _WITHDRAWN not in fields else None
 
     async def list_jobs(
         self,
@@ -391,8 +398,10 @@ class RedisJobStore:
             for key in keys:
                 pipe.hgetall(key)
             rows = await pipe.execute()
+        texts = [_texts(row) for row in rows]
         return [
-            _decode(key, _texts(row)) if row else None for key, row in zip(keys, rows, strict=True)
+            _decode(key, row) if row and _WITHDRAWN not in row else None
+            for key, row in zip(keys, texts, strict=True)
         ]
 
 
