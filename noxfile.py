@@ -1,4 +1,4 @@
-"""Sessions: ``nox`` runs lint, typecheck, proto-check, contract and tests; ``nox -s bench``
+"""Sessions: ``nox`` runs lint, typecheck, proto-check, contract, tests and fuzz; ``nox -s bench``
 benchmarks (never part of the tests)."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import nox
 nox.options.default_venv_backend = "uv|virtualenv"
 nox.options.reuse_venv = "yes"
 nox.options.error_on_missing_interpreters = True
-nox.options.sessions = ["lint", "typecheck", "proto-check", "contract", "tests"]
+nox.options.sessions = ["lint", "typecheck", "proto-check", "contract", "tests", "fuzz"]
 
 RUFF = "ruff==0.17.5"  # also formats the generated code: keep it pinned for reproducible output
 
@@ -30,6 +30,15 @@ def contract(session: nox.Session) -> None:
     (REDIS_URL)."""
     session.install("-e", ".[dev]")
     session.run("pytest", "tests/contract", *session.posargs)
+
+
+@nox.session
+def fuzz(session: nox.Session) -> None:
+    """Schemathesis against the REST gateway as deployed (separate processes on real NATS and
+    Redis): no 5xx, and every response conforms to the OpenAPI schema it serves. Arguments go
+    to ``st run`` (``-- --seed N`` replays a run)."""
+    session.install("-e", ".[fuzz]")
+    session.run("python", "tools/fuzz_gateway.py", *session.posargs)
 
 
 @nox.session
@@ -65,9 +74,11 @@ def proto_check(session: nox.Session) -> None:
 @nox.session
 def bench(session: nox.Session) -> None:
     """Benchmarks (not tests), each against a baseline measured in the same run: the bus codec
-    (÷ betterproto2) and the Safety Kernel's Check over gRPC (÷ the in-process checker).
-    ``-- --quick`` runs fewer iterations."""
+    (÷ betterproto2), the Safety Kernel's Check over gRPC (÷ the in-process checker), and the
+    REST gateway over HTTP, embedded and on real NATS and Redis (÷ GET /healthz, ÷ a Redis
+    SET+GET). ``-- --quick`` runs fewer iterations."""
     session.install("-e", ".")
     session.run("python", "bench/bench_codec.py", *session.posargs)
     session.run("python", "bench/bench_safety.py", *session.posargs)
     session.run("python", "bench/bench_scheduler.py", *session.posargs)
+    session.run("python", "bench/bench_gateway.py", *session.posargs)

@@ -459,6 +459,18 @@ class Scheduler:
             log.info(
                 "result_ignored", extra=_fields(job, status=job.status, result_status=result.status)
             )
+            if (
+                job.status is JobStatus.CANCELLED
+                and result.status is JobStatus.CANCELLED
+                and job.worker_id
+                and job.worker_id == result.worker_id
+            ):
+                # Cancelled through the front door while it ran: the worker has stopped it, so
+                # its slot is free now, not only at the worker's next heartbeat.
+                await self._registry.release(job.worker_id)
+                pool = self._routing.pool_for(job.spec.topic)
+                if pool is not None:
+                    await self._drain_waiting(pool)
             return
         if result.attempt not in (0, job.attempts) and result.status is not JobStatus.COMPLETED:
             # An attempt given up on (it overran, or its worker went silent) reports late:

@@ -23,7 +23,7 @@ from cortex_core.bus_protocol import (
     SUBJECT_JOB_SUBMIT,
     heartbeat_subject,
 )
-from cortex_core.jobs import ApprovalRequiredJob, JobSpec, new_job
+from cortex_core.jobs import ApprovalRequiredJob, JobSpec, RunningJob, new_job
 from cortex_core.messages import (
     BusPacket,
     Heartbeat,
@@ -679,3 +679,17 @@ async def test_a_dispatch_lost_with_its_scheduler_is_published_again_by_the_swee
     assert isinstance(request, JobRequest)
     assert request.attempt == 1
     await h.bus.close()
+
+
+async def test_a_job_cancelled_while_running_frees_its_slot_when_the_worker_stops(
+    h: Harness,
+) -> None:
+    await h.heartbeat("w1", max_jobs=1)
+    await h.submit("j1")
+    await h.submit("j2")
+    assert await h.status("j2") is JobStatus.PENDING  # the only slot is taken
+    running = await h.jobs.get("j1")
+    assert isinstance(running, RunningJob)
+    assert await h.jobs.transition(running.cancel("by client", h.clock.now()))  # the front door
+    await h.result("j1", JobStatus.CANCELLED, 1)  # the worker stopped it
+    assert await h.status("j2") is JobStatus.RUNNING  # no heartbeat needed
