@@ -28,15 +28,13 @@ import importlib
 import logging
 import math
 from collections.abc import Awaitable, Callable
-from typing import Any, Protocol, TypeAlias, TypeVar, cast
+from typing import Any, TypeAlias, TypeVar, cast
 
 import betterproto2
 import grpc
 from google.protobuf import descriptor_pb2, descriptor_pool
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_health.v1.health import aio as health_aio  # type: ignore[attr-defined]  # not in stubs
-from grpc_reflection.v1alpha import reflection
 
+from cortex_adapters.grpc._serving import Serving, serve
 from cortex_core.access import Gatekeeper
 from cortex_core.errors import (
     InvalidField,
@@ -61,7 +59,6 @@ GET_JOB_STATUS_METHOD = f"/{SERVICE_NAME}/GetJobStatus"
 DEFAULT_ADDRESS = "127.0.0.1:50052"
 API_KEY_METADATA = "x-api-key"
 RETRY_AFTER_METADATA = "retry-after"
-HEALTH_SERVICE_NAME: str = health.SERVICE_NAME
 PROTO_FILE = "cortex/v1/api.proto"
 
 _M = TypeVar("_M", bound=betterproto2.Message)
@@ -72,11 +69,6 @@ _METHODS: tuple[tuple[str, type[betterproto2.Message], type[betterproto2.Message
     ("GetJobStatus", v1.GetJobStatusRequest, v1.GetJobStatusResponse),
 )
 
-_SERVER_OPTIONS: list[tuple[str, int]] = [
-    ("grpc.so_reuseport", 0),  # a second server on a taken port must fail, not share it
-    ("grpc.keepalive_permit_without_calls", 1),
-    ("grpc.http2.min_recv_ping_interval_without_data_ms", 10_000),
-]
 _REQUEST_OVERHEAD_BYTES = 64 * 1024
 """Room for tags, lengths and the short fields on top of the largest prompt and labels."""
 
@@ -92,16 +84,6 @@ def max_request_bytes_for(limits: SubmitLimits) -> int:
         + limits.max_idempotency_key_chars
     )
     return 4 * chars + _REQUEST_OVERHEAD_BYTES
-
-
-class _HealthServicer(Protocol):
-    """What we use of ``grpc_health.v1.health.aio.HealthServicer`` (its stubs lack ``aio``)."""
-
-    async def set(
-        self, service: str, status: health_pb2.HealthCheckResponse.ServingStatus
-    ) -> None: ...
-
-    async def enter_graceful_shutdown(self) -> None: ...
 
 
 class CortexApiBindError(RuntimeError):
@@ -333,8 +315,7 @@ class CortexApiServer:
             if max_request_bytes is not None
             else max_request_bytes_for(frontdoor.limits)
         )
-        self._server: grpc.aio.Server | None = None
-        self._health: _HealthServicer | None = None
+        self._serving: Serving | None = None
         self._port: int | None = None
 
     @property
@@ -355,42 +336,29 @@ class CortexApiServer:
         return _client_target(self._address, self.port)
 
     async def start(self) -> None:
-        if self._server is not None:
+        if self._serving is not None:
             return
         _register_api_descriptor()
-        server = grpc.aio.server(
-            options=[*_SERVER_OPTIONS, ("grpc.max_receive_message_length", self.max_request_bytes)]
+        serving = await serve(
+            handler=self._handler(),
+            service_name=SERVICE_NAME,
+            address=self._address,
+            bind_error=CortexApiBindError,
+            what="the CortexApi server",
+            options=[("grpc.max_receive_message_length", self.max_request_bytes)],
         )
-        server.add_generic_rpc_handlers((self._handler(),))
-        health_servicer: _HealthServicer = health_aio.HealthServicer()
-        health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-        reflection.enable_server_reflection(
-            (SERVICE_NAME, HEALTH_SERVICE_NAME, reflection.SERVICE_NAME), server
-        )
-        try:
-            port = server.add_insecure_port(self._address)
-        except RuntimeError as exc:
-            raise CortexApiBindError(
-                f"the CortexApi server cannot listen on {self._address}: the port is taken or "
-                f"the host is not an address of this machine ({exc})"
-            ) from exc
-        await server.start()
-        for name in ("", SERVICE_NAME):
-            await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-        self._server, self._health, self._port = server, health_servicer, port
+        self._serving, self._port = serving, serving.port
         log.info(
             "grpc_api_started",
-            extra={"component": "gateway", "address": self._address, "port": port},
+            extra={"component": "gateway", "address": self._address, "port": serving.port},
         )
 
     async def close(self, grace: float | None = 1.0) -> None:
         """Report NOT_SERVING, let calls in flight finish for ``grace`` seconds, stop."""
-        server, self._server = self._server, None
-        if server is None:
+        serving, self._serving = self._serving, None
+        if serving is None:
             return
-        if self._health is not None:
-            await self._health.enter_graceful_shutdown()
-        await server.stop(grace)
+        await serving.stop(grace)
         log.info(
             "grpc_api_stopped",
             extra={"component": "gateway", "address": self._address, "port": self._port},

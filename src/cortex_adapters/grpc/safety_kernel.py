@@ -22,9 +22,6 @@ from collections.abc import Callable
 from typing import Protocol, TypeVar
 
 import grpc
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_health.v1.health import aio as health_aio  # type: ignore[attr-defined]  # not in stubs
-from grpc_reflection.v1alpha import reflection
 
 from cortex_adapters.grpc._safety_wire import (
     SERVICE_NAME,
@@ -33,6 +30,7 @@ from cortex_adapters.grpc._safety_wire import (
     check_codec,
     encode_explanation,
 )
+from cortex_adapters.grpc._serving import Serving, serve
 from cortex_core.policy import Policy, SafetyRequest
 from cortex_core.ports import Metrics
 
@@ -44,13 +42,6 @@ _T = TypeVar("_T")
 log = logging.getLogger("cortex.safety_kernel")
 
 DEFAULT_ADDRESS = "127.0.0.1:50051"
-HEALTH_SERVICE_NAME: str = health.SERVICE_NAME
-# Our client pings every 20 s while idle (see safety_client); allow that, not more often.
-_SERVER_OPTIONS: list[tuple[str, int]] = [
-    ("grpc.so_reuseport", 0),  # a second kernel on a taken port must fail, not share it
-    ("grpc.keepalive_permit_without_calls", 1),
-    ("grpc.http2.min_recv_ping_interval_without_data_ms", 10_000),
-]
 
 
 class CurrentPolicy(Protocol):
@@ -61,16 +52,6 @@ class CurrentPolicy(Protocol):
 
 
 PolicySource = Policy | CurrentPolicy | Callable[[], Policy]
-
-
-class _HealthServicer(Protocol):
-    """What we use of ``grpc_health.v1.health.aio.HealthServicer`` (its stubs lack ``aio``)."""
-
-    async def set(
-        self, service: str, status: health_pb2.HealthCheckResponse.ServingStatus
-    ) -> None: ...
-
-    async def enter_graceful_shutdown(self) -> None: ...
 
 
 class SafetyKernelBindError(RuntimeError):
@@ -106,8 +87,7 @@ class SafetyKernelServer:
         self._address = address
         self._metrics = metrics
         self._codec = check_codec(check_codec_name)
-        self._server: grpc.aio.Server | None = None
-        self._health: _HealthServicer | None = None
+        self._serving: Serving | None = None
         self._port: int | None = None
         self._checks = 0
         self._explains = 0
@@ -139,44 +119,32 @@ class SafetyKernelServer:
         return self._explains
 
     async def start(self) -> None:
-        if self._server is not None:
+        if self._serving is not None:
             return
-        server = grpc.aio.server(options=_SERVER_OPTIONS)
-        server.add_generic_rpc_handlers((self._handler(),))
-        health_servicer: _HealthServicer = health_aio.HealthServicer()
-        health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-        reflection.enable_server_reflection(
-            (SERVICE_NAME, HEALTH_SERVICE_NAME, reflection.SERVICE_NAME), server
+        serving = await serve(
+            handler=self._handler(),
+            service_name=SERVICE_NAME,
+            address=self._address,
+            bind_error=SafetyKernelBindError,
+            what="the safety kernel",
         )
-        try:
-            port = server.add_insecure_port(self._address)
-        except RuntimeError as exc:
-            raise SafetyKernelBindError(
-                f"the safety kernel cannot listen on {self._address}: the port is taken or the "
-                f"host is not an address of this machine ({exc})"
-            ) from exc
-        await server.start()
-        for name in ("", SERVICE_NAME):
-            await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-        self._server, self._health, self._port = server, health_servicer, port
+        self._serving, self._port = serving, serving.port
         log.info(
             "safety_kernel_started",
             extra={
                 "component": "safety-kernel",
                 "address": self._address,
-                "port": port,
+                "port": serving.port,
                 "codec": self._codec.name,
             },
         )
 
     async def close(self, grace: float | None = 1.0) -> None:
         """Report NOT_SERVING, let calls in flight finish for ``grace`` seconds, stop."""
-        server, self._server = self._server, None
-        if server is None:
+        serving, self._serving = self._serving, None
+        if serving is None:
             return
-        if self._health is not None:
-            await self._health.enter_graceful_shutdown()
-        await server.stop(grace)
+        await serving.stop(grace)
         log.info(
             "safety_kernel_stopped",
             extra={"component": "safety-kernel", "address": self._address, "port": self._port},
