@@ -136,6 +136,18 @@ async def make_harness(
     return h
 
 
+def j1_spec(h: Harness, **fields: float) -> JobSpec:
+    """Job j1 on job.echo, created now, with ``fields`` (deadline, timeout_s) set."""
+    return JobSpec(
+        job_id="j1",
+        trace_id="ab" * 16,
+        topic="job.echo",
+        context_ptr=context_ptr("j1"),
+        created_at=h.clock.now(),
+        **fields,  # type: ignore[arg-type]
+    )
+
+
 @pytest.fixture
 async def h() -> AsyncIterator[Harness]:
     harness = await make_harness()
@@ -546,14 +558,7 @@ async def test_a_worker_timeout_without_a_deadline_retries_then_fails(h: Harness
 async def test_a_worker_timeout_after_the_deadline_ends_the_job_timeout() -> None:
     h = await make_harness()
     await h.heartbeat("w1")
-    spec = JobSpec(
-        job_id="j1",
-        trace_id="ab" * 16,
-        topic="job.echo",
-        context_ptr=context_ptr("j1"),
-        created_at=h.clock.now(),
-        deadline=h.clock.now() + 5,
-    )
+    spec = j1_spec(h, deadline=h.clock.now() + 5)
     await h.jobs.create(new_job(spec, h.clock.now()))
     await h.send(SUBJECT_JOB_SUBMIT, spec.to_request(attempt=0))
     h.clock.advance(6)
@@ -571,14 +576,7 @@ async def test_an_attempt_that_overruns_its_timeout_is_cancelled_and_retried() -
 
     await h.bus.subscribe(SUBJECT_JOB_CANCEL, spy)
     await h.heartbeat("w1", max_jobs=4)
-    spec = JobSpec(
-        job_id="j1",
-        trace_id="ab" * 16,
-        topic="job.echo",
-        context_ptr=context_ptr("j1"),
-        created_at=h.clock.now(),
-        timeout_s=10,
-    )
+    spec = j1_spec(h, timeout_s=10)
     await h.jobs.create(new_job(spec, h.clock.now()))
     await h.send(SUBJECT_JOB_SUBMIT, spec.to_request(attempt=0))
     assert h.dispatched[0][1].payload == spec.to_request(attempt=1)  # the worker gets timeout_s
@@ -612,13 +610,7 @@ async def test_an_orphaned_pending_job_is_taken_up_by_the_sweep() -> None:
     """A job the front door recorded but whose submit never reached a scheduler."""
     h = await make_harness()
     await h.heartbeat("w1")
-    spec = JobSpec(
-        job_id="j1",
-        trace_id="ab" * 16,
-        topic="job.echo",
-        context_ptr=context_ptr("j1"),
-        created_at=h.clock.now(),
-    )
+    spec = j1_spec(h)
     await h.jobs.create(new_job(spec, h.clock.now()))
     h.clock.advance(30)
     await h.heartbeat("w1")
@@ -653,13 +645,7 @@ async def test_a_dispatch_lost_with_its_scheduler_is_published_again_by_the_swee
     (the bus's de-duplication drops it when the first one did go out)."""
     h = await make_harness()
     await h.heartbeat("w1")
-    spec = JobSpec(
-        job_id="j1",
-        trace_id="ab" * 16,
-        topic="job.echo",
-        context_ptr=context_ptr("j1"),
-        created_at=h.clock.now(),
-    )
+    spec = j1_spec(h)
     pending = new_job(spec, h.clock.now())
     await h.jobs.create(pending)
     assert await h.jobs.transition(pending.dispatch("w1", h.clock.now()))  # never published
