@@ -10,10 +10,12 @@ A job whose pool has no live worker with a free slot waits PENDING (reason ``no_
 ``pool_at_capacity``) and is dispatched when a heartbeat from that pool shows capacity.
 
 ``sweep()``, driven by a timer in the app, keeps jobs from being stranded: a RUNNING job whose
-worker went silent is put back PENDING (reason ``retry``) and dispatched again after an
-exponential backoff, up to ``max_attempts``, after which it is FAILED; a job whose deadline
-has passed, running or waiting, ends TIMEOUT. Several replicas may sweep at once: every
-change is a compare-and-set.
+worker went silent, or whose attempt overran its ``timeout_s`` (then also cancelled), is put
+back PENDING (reason ``retry``) and dispatched again after an exponential backoff, up to
+``max_attempts``, after which it is FAILED; a job whose deadline has passed, running or
+waiting, ends TIMEOUT; an approved job is routed; a RUNNING job's dispatch is re-published
+once (de-duplicated if it went out); a PENDING job no scheduler has seen is adopted. Several
+replicas may sweep at once: every change is a compare-and-set.
 """
 
 from __future__ import annotations
@@ -82,14 +84,14 @@ class SchedulerConfig:
     """How long past its ``timeout_s`` an attempt may go unreported (the worker enforces the
     timeout itself and reports TIMEOUT) before the scheduler gives up on it."""
     orphan_after_s: float = 60.0
+    """A job left PENDING this long without a scheduler having seen it (its submit was lost,
+    or its publish failed and could not be undone) is taken up by the sweep."""
     sweep_interval_s: float = 1.0
     """How often the app calls ``sweep()`` (it bounds the window of the re-publish below)."""
     republish_after_s: float = 5.0
     """A RUNNING job this old has its dispatch published once more, which the bus's
     de-duplication (``<job_id>.<attempt>``, a 120 s window) drops if the first one went out: a
     scheduler killed between committing RUNNING and publishing strands no job."""
-    """A job left PENDING this long without a scheduler having seen it (its submit was lost,
-    or its publish failed and could not be undone) is taken up by the sweep."""
 
     def backoff(self, attempts: int) -> float:
         return min(self.retry_backoff_s * 2.0 ** max(attempts - 1, 0), self.retry_backoff_max_s)
