@@ -28,7 +28,7 @@ PROTO_DIR = ROOT / "proto"
 TARGET = ROOT / "src" / "cortex_proto"
 # The protos that also get upb classes. Each imports nothing of ours, so the absolute imports
 # protoc writes into *_pb2.py stay valid inside the package.
-WIRE_PROTOS = ["cortex/v1/bus.proto", "cortex/v1/safety.proto"]
+WIRE_PROTOS = ["cortex/v1/bus.proto", "cortex/v1/safety.proto", "cortex/v1/api.proto"]
 
 PACKAGE_DOC = '''"""Generated protobuf code for Cortex. Never edit by hand: run ``nox -s proto``.
 
@@ -36,6 +36,7 @@ PACKAGE_DOC = '''"""Generated protobuf code for Cortex. Never edit by hand: run 
 * ``cortex_proto._wire.cortex.v1.bus_pb2``: protoc/upb classes behind the bus codec.
 * ``cortex_proto._wire.cortex.v1.safety_pb2``: protoc/upb classes on the Safety Kernel's wire;
   importing it registers ``cortex/v1/safety.proto`` for gRPC server reflection.
+* ``cortex_proto._wire.cortex.v1.api_pb2``: the same for ``cortex/v1/api.proto`` (``CortexApi``).
 """
 '''
 

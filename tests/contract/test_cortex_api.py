@@ -14,10 +14,6 @@ import asyncio
 import contextlib
 import logging
 import math
-import os
-import subprocess
-import sys
-import tempfile
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,7 +34,6 @@ from cortex_adapters.grpc.cortex_api import (
     RETRY_AFTER_METADATA,
     SERVICE_NAME,
     SUBMIT_JOB_METHOD,
-    api_file_descriptor,
     grpc_error,
     max_request_bytes_for,
 )
@@ -614,26 +609,6 @@ async def test_reflection_lists_and_describes_the_cortex_api(memory_api: Api) ->
     fields = {m.name: {f.name: f.number for f in m.field} for m in api_file.message_type}
     assert fields["SubmitJobRequest"]["timeout_s"] == 7
     assert fields["GetJobStatusResponse"]["trace_id"] == 7
-
-
-def test_the_reflected_descriptor_is_what_protoc_makes_of_api_proto() -> None:
-    pytest.importorskip("grpc_tools", reason="grpcio-tools is in the proto extra")
-    with tempfile.TemporaryDirectory() as tmp:
-        out = os.path.join(tmp, "api.pb")
-        subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "grpc_tools.protoc",
-                f"-I{ROOT / 'proto'}",
-                f"--descriptor_set_out={out}",
-                "cortex/v1/api.proto",
-            ],
-            check=True,
-        )
-        with open(out, "rb") as f:
-            [from_protoc] = descriptor_pb2.FileDescriptorSet.FromString(f.read()).file
-    assert api_file_descriptor() == from_protoc
 
 
 async def test_a_taken_port_is_a_bind_error(memory_api: Api) -> None:

@@ -24,7 +24,6 @@ decoded here so that undecodable bytes are INVALID_ARGUMENT, not a grpc-level IN
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import logging
 import math
 from collections.abc import Awaitable, Callable
@@ -32,7 +31,6 @@ from typing import Any, TypeAlias, TypeVar, cast
 
 import betterproto2
 import grpc
-from google.protobuf import descriptor_pb2, descriptor_pool
 
 from cortex_adapters.grpc._serving import Serving, serve
 from cortex_core.access import Gatekeeper
@@ -49,6 +47,7 @@ from cortex_core.errors import (
 from cortex_core.frontdoor import DEFAULT_TOPIC, FrontDoor, SubmitJob, SubmitLimits
 from cortex_core.jobs import Job
 from cortex_core.messages import Priority
+from cortex_proto._wire.cortex.v1 import api_pb2 as _api_pb2  # noqa: F401  # reflection
 from cortex_proto.cortex import v1
 
 log = logging.getLogger("cortex.api.grpc")
@@ -59,15 +58,8 @@ GET_JOB_STATUS_METHOD = f"/{SERVICE_NAME}/GetJobStatus"
 DEFAULT_ADDRESS = "127.0.0.1:50052"
 API_KEY_METADATA = "x-api-key"
 RETRY_AFTER_METADATA = "retry-after"
-PROTO_FILE = "cortex/v1/api.proto"
 
 _M = TypeVar("_M", bound=betterproto2.Message)
-
-# (method, request class, response class), in the order of the service in api.proto.
-_METHODS: tuple[tuple[str, type[betterproto2.Message], type[betterproto2.Message]], ...] = (
-    ("SubmitJob", v1.SubmitJobRequest, v1.SubmitJobResponse),
-    ("GetJobStatus", v1.GetJobStatusRequest, v1.GetJobStatusResponse),
-)
 
 _REQUEST_OVERHEAD_BYTES = 64 * 1024
 """Room for tags, lengths and the short fields on top of the largest prompt and labels."""
@@ -120,92 +112,6 @@ def grpc_error(exc: Exception) -> GrpcError | None:
     if isinstance(exc, JobConflict | ResultNotReady):
         return GrpcError(code.FAILED_PRECONDITION, str(exc))
     return None
-
-
-# -- reflection --------------------------------------------------------------------------
-
-
-def _json_name(name: str) -> str:
-    head, *rest = name.split("_")
-    return head + "".join(part[:1].upper() + part[1:] for part in rest)
-
-
-def _scalar(proto_type: str) -> descriptor_pb2.FieldDescriptorProto.Type.ValueType:
-    if proto_type in (betterproto2.TYPE_MESSAGE, betterproto2.TYPE_ENUM, betterproto2.TYPE_MAP):
-        raise TypeError(f"not a scalar: {proto_type}")
-    return descriptor_pb2.FieldDescriptorProto.Type.Value(f"TYPE_{proto_type.upper()}")
-
-
-def _message_descriptor(cls: type[betterproto2.Message]) -> descriptor_pb2.DescriptorProto:
-    """The descriptor of a betterproto2 message of scalars, scalar maps and proto3
-    ``optional`` scalars (all that ``api.proto`` uses), as protoc writes it."""
-    fdp = descriptor_pb2.FieldDescriptorProto
-    msg = descriptor_pb2.DescriptorProto(name=cls.__name__)
-    synthetic_oneofs: list[str] = []
-    for f in dataclasses.fields(cast(Any, cls)):  # betterproto2 messages are dataclasses
-        meta: betterproto2.FieldMetadata = f.metadata["betterproto"]
-        if meta.group is not None or meta.repeated:
-            raise TypeError(f"{cls.__name__}.{f.name}: oneofs and repeated fields unsupported")
-        field = msg.field.add(
-            name=f.name, number=meta.number, label=fdp.LABEL_OPTIONAL, json_name=_json_name(f.name)
-        )
-        if meta.map_meta is not None:
-            entry_name = "".join(p[:1].upper() + p[1:] for p in f.name.split("_")) + "Entry"
-            entry = msg.nested_type.add(name=entry_name)
-            entry.options.map_entry = True
-            for sub, part in zip(("key", "value"), meta.map_meta, strict=True):
-                entry.field.add(
-                    name=sub,
-                    number=part.number,
-                    label=fdp.LABEL_OPTIONAL,
-                    type=_scalar(part.proto_type),
-                    json_name=sub,
-                )
-            field.label = fdp.LABEL_REPEATED
-            field.type = fdp.TYPE_MESSAGE
-            field.type_name = f".cortex.v1.{cls.__name__}.{entry_name}"
-        else:
-            field.type = _scalar(meta.proto_type)
-        if meta.optional:
-            field.proto3_optional = True
-            field.oneof_index = len(synthetic_oneofs)
-            synthetic_oneofs.append(f"_{f.name}")
-    for name in synthetic_oneofs:
-        msg.oneof_decl.add(name=name)
-    return msg
-
-
-def api_file_descriptor() -> descriptor_pb2.FileDescriptorProto:
-    """``cortex/v1/api.proto`` as a descriptor, built from the generated betterproto2 messages
-    (so it follows the ``.proto`` through ``nox -s proto``). Reflection serves it."""
-    file = descriptor_pb2.FileDescriptorProto(name=PROTO_FILE, package="cortex.v1", syntax="proto3")
-    service = file.service.add(name=SERVICE_NAME.rpartition(".")[2])
-    for method, request, response in _METHODS:
-        for cls in (request, response):
-            file.message_type.append(_message_descriptor(cls))
-        service.method.add(
-            name=method,
-            input_type=f".cortex.v1.{request.__name__}",
-            output_type=f".cortex.v1.{response.__name__}",
-        )
-    return file
-
-
-def _register_api_descriptor() -> None:
-    """Put ``cortex/v1/api.proto`` in protobuf's default pool, where reflection looks.
-
-    If protoc's ``api_pb2`` is ever generated (``tools/gen_proto.py`` ``WIRE_PROTOS``), importing
-    it registers the file and that is used; otherwise the descriptor is built here."""
-    try:
-        importlib.import_module("cortex_proto._wire.cortex.v1.api_pb2")
-        return
-    except ImportError:
-        pass
-    pool = descriptor_pool.Default()
-    try:
-        pool.FindFileByName(PROTO_FILE)
-    except KeyError:
-        pool.AddSerializedFile(api_file_descriptor().SerializeToString())
 
 
 # -- the server --------------------------------------------------------------------------
@@ -338,7 +244,6 @@ class CortexApiServer:
     async def start(self) -> None:
         if self._serving is not None:
             return
-        _register_api_descriptor()
         serving = await serve(
             handler=self._handler(),
             service_name=SERVICE_NAME,
