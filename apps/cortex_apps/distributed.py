@@ -17,7 +17,7 @@ from cortex_adapters.grpc import GrpcSafetyChecker, SafetyKernelServer
 from cortex_adapters.http import Gateway, Probe, create_app
 from cortex_adapters.memory import InMemoryMetrics
 from cortex_adapters.nats import NatsBus
-from cortex_adapters.redis import RedisJobStore, RedisMemoryStore, RedisProbe
+from cortex_adapters.redis import RedisJobStore, RedisMemoryStore
 from cortex_adapters.system import SystemClock
 from cortex_adapters.worker import Worker, WorkerConfig
 from cortex_apps.containers import CortexServices
@@ -87,7 +87,6 @@ def gateway_app(settings: Settings) -> Litestar:
     c = build_container(settings, instance_name("gateway"))
     s = c.services
     s.gatekeeper()  # bad access configuration stops the boot, before anything listens
-    redis_probe = RedisProbe(url=settings.redis_url)
     feed = HeartbeatFeed(bus=c.bus(), registry=s.registry(), clock=c.clock(), metrics=c.metrics())
     gateway = Gateway(
         frontdoor=s.frontdoor(),
@@ -95,9 +94,9 @@ def gateway_app(settings: Settings) -> Litestar:
         clock=c.clock(),
         registry=s.registry(),
         stale_after_s=settings.stale_after_s,
-        probes=[Probe("nats", c.bus().ping), Probe("redis", redis_probe.ping)],
+        probes=[Probe("nats", c.bus().ping), Probe("redis", c.jobs().ping)],
     )
-    components = [c.bus(), c.memory(), c.jobs(), redis_probe, s.registry(), feed, s.cortex_api()]
+    components = [c.bus(), c.memory(), c.jobs(), s.registry(), feed, s.cortex_api()]
     return create_app(gateway, lifespan=[lifespan(lambda: components)])
 
 

@@ -6,6 +6,5 @@ They are held to the same contract suites as their in-memory twins
 
 from cortex_adapters.redis.job_store import RedisJobStore
 from cortex_adapters.redis.memory_store import RedisMemoryStore
-from cortex_adapters.redis.probe import RedisProbe
 
-__all__ = ["RedisJobStore", "RedisMemoryStore", "RedisProbe"]
+__all__ = ["RedisJobStore", "RedisMemoryStore"]

@@ -213,6 +213,11 @@ class RedisJobStore:
         if client is not None:
             await client.aclose()
 
+    async def ping(self) -> None:
+        """PING on the store's own connection: raises while Redis does not answer (for
+        readiness probes; the caller bounds the wait)."""
+        await self._started().ping()
+
     def _started(self) -> aioredis.Redis:
         if self._client is None:
             raise RuntimeError("RedisJobStore is not started: call start() first")
