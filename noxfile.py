@@ -1,4 +1,4 @@
-"""Sessions: ``nox`` runs lint, typecheck, proto-check, contract, tests and fuzz; ``nox -s bench``
+"""Sessions: ``nox`` runs lint, typecheck, proto-check, fuzz, contract and tests; ``nox -s bench``
 benchmarks (never part of the tests)."""
 
 from __future__ import annotations
@@ -8,7 +8,9 @@ import nox
 nox.options.default_venv_backend = "uv|virtualenv"
 nox.options.reuse_venv = "yes"
 nox.options.error_on_missing_interpreters = True
-nox.options.sessions = ["lint", "typecheck", "proto-check", "contract", "tests", "fuzz"]
+# The test suites run last, so that the run ends with pytest's own summary of what was tested
+# (schemathesis prints a pytest-like summary line that counts warnings, not tests).
+nox.options.sessions = ["lint", "typecheck", "proto-check", "fuzz", "contract", "tests"]
 
 RUFF = "ruff==0.17.5"  # also formats the generated code: keep it pinned for reproducible output
 
