@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import queue
 import random
@@ -13,6 +14,7 @@ import threading
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import redis
@@ -67,6 +69,37 @@ class Proc:
     @property
     def output(self) -> str:
         return "".join(self.lines)
+
+    def events(self, event: str | None = None, **fields: object) -> list[dict[str, Any]]:
+        """The JSON log lines printed so far (the processes log JSON: stdout is not a
+        terminal), those of ``event`` with these field values if given; other lines skipped."""
+        found = []
+        for line in list(self.lines):
+            if not line.startswith("{"):
+                continue
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            if event is not None and record.get("event") != event:
+                continue
+            if all(record.get(k) == v for k, v in fields.items()):
+                found.append(record)
+        return found
+
+    def wait_for_event(self, event: str, timeout: float = 30.0, **fields: object) -> dict[str, Any]:
+        """The first JSON log line of ``event`` with these field values, waiting for it."""
+        deadline = time.monotonic() + timeout
+        while True:
+            if found := self.events(event, **fields):
+                return found[0]
+            if self.popen.poll() is not None and not self._pump_thread.is_alive():
+                raise AssertionError(f"{self.args} exited ({self.popen.wait()}):\n{self.output}")
+            if time.monotonic() > deadline:
+                raise AssertionError(
+                    f"{self.args}: no {event} {fields} event in {timeout}s:\n{self.output}"
+                )
+            time.sleep(0.02)
 
     def kill(self) -> None:
         self.popen.send_signal(signal.SIGKILL)

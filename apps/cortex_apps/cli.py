@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import socket
 import sys
 from collections.abc import Callable, Sequence
@@ -18,6 +19,7 @@ import uvicorn
 from litestar import Litestar
 
 from cortex_apps.auth import NO_AUTH_BANNER
+from cortex_apps.logs import LOG_FORMATS
 from cortex_apps.settings import Settings
 from cortex_core.errors import ConfigError, CortexError
 from cortex_core.scheduler import DispatchMode
@@ -25,13 +27,14 @@ from cortex_core.scheduler import DispatchMode
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8080
 LOG_LEVELS = ["debug", "info", "warning", "error"]
-ACCESS_SETTINGS = (
+UP_SETTINGS = (
     "api_keys",
     "api_keys_file",
     "no_auth",
     "rate_limit_per_s",
     "rate_limit_burst",
     "grpc_addr",
+    "otlp_endpoint",
 )
 """What ``cortex up`` takes from the environment (and flags), like the gateway."""
 
@@ -57,6 +60,26 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cortex", description="Cortex, an AI control plane.")
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--log-level", default="info", choices=LOG_LEVELS)
+    common.add_argument(
+        "--log-format",
+        choices=LOG_FORMATS,
+        help="env CORTEX_LOG_FORMAT; default auto: JSON lines unless stderr is a terminal",
+    )
+    common.add_argument(
+        "--metrics-port",
+        type=int,
+        help="serve Prometheus /metrics on this port, 0 for any free one (env "
+        "CORTEX_METRICS_PORT; default: none; the gateway and `up` also serve /metrics on "
+        "their HTTP port)",
+    )
+    common.add_argument(
+        "--metrics-host", help="address of the /metrics port (env CORTEX_METRICS_HOST; 127.0.0.1)"
+    )
+    common.add_argument(
+        "--otlp-endpoint",
+        help="export traces over OTLP/HTTP, e.g. http://127.0.0.1:4318/v1/traces (env "
+        "CORTEX_OTLP_ENDPOINT; default: off)",
+    )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     up = commands.add_parser(
@@ -208,6 +231,9 @@ def _settings(args: argparse.Namespace) -> Settings:
         "policy_file": getattr(args, "policy", None),
         "grpc_addr": getattr(args, "grpc_addr", None),
         "no_auth": getattr(args, "no_auth", None),
+        "metrics_port": getattr(args, "metrics_port", None),
+        "metrics_host": getattr(args, "metrics_host", None),
+        "otlp_endpoint": getattr(args, "otlp_endpoint", None),
     }
     if flags["dispatch_mode"] is not None:
         flags["dispatch_mode"] = DispatchMode(str(flags["dispatch_mode"]))
@@ -218,7 +244,7 @@ def _up(args: argparse.Namespace) -> int:
     from cortex_apps.up import build_app, build_container
 
     settings = _settings(args)
-    access = {name: getattr(settings, name) for name in ACCESS_SETTINGS}
+    access = {name: getattr(settings, name) for name in UP_SETTINGS}
     app = build_app(
         build_container({"routing_file": args.routing, "policy_file": args.policy, **access})
     )
@@ -273,7 +299,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     from cortex_apps.logs import configure
 
     args = _parser().parse_args(argv)
-    configure(args.log_level)
+    try:
+        configure(args.log_level, args.log_format or os.environ.get("CORTEX_LOG_FORMAT") or "auto")
+    except ValueError as exc:
+        print(
+            f"cortex {args.command}: configuration error: CORTEX_LOG_FORMAT: {exc}", file=sys.stderr
+        )
+        return 2
     try:
         return COMMANDS[args.command](args)
     except ConfigError as exc:

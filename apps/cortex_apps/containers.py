@@ -17,11 +17,12 @@ from cortex_adapters.memory import (
     InMemoryBus,
     InMemoryJobStore,
     InMemoryMemoryStore,
-    InMemoryMetrics,
     InMemoryWorkerRegistry,
     InProcessSafetyChecker,
 )
 from cortex_adapters.system import SystemClock, UuidIdGenerator
+from cortex_adapters.telemetry import OtelMetrics
+from cortex_adapters.watch import BusJobWatch
 from cortex_adapters.worker import Worker, WorkerConfig, echo_handler
 from cortex_adapters.worker import echo as echo_worker
 from cortex_apps.auth import build_gatekeeper
@@ -83,6 +84,7 @@ class CortexServices(containers.DeclarativeContainer):
         clock=clock,
         metrics=metrics,
     )
+    watch = providers.Singleton(BusJobWatch, bus=bus, metrics=metrics)
     frontdoor = providers.Singleton(
         FrontDoor,
         bus=bus,
@@ -92,6 +94,7 @@ class CortexServices(containers.DeclarativeContainer):
         ids=ids,
         metrics=metrics,
         sender_id=config.process_name,
+        watch=watch,
     )
     gatekeeper = providers.Singleton(
         build_gatekeeper,
@@ -114,7 +117,7 @@ class EmbeddedContainer(containers.DeclarativeContainer):
     config = providers.Configuration(strict=True)
 
     clock = providers.Singleton(SystemClock)
-    metrics = providers.Singleton(InMemoryMetrics)
+    metrics = providers.Singleton(OtelMetrics, service="cortex-up")
     codec = providers.Singleton(ProtobufCodec)
     bus = providers.Singleton(InMemoryBus, codec=codec, metrics=metrics)
     memory = providers.Singleton(
@@ -163,4 +166,5 @@ DEFAULTS: dict[str, object] = {
     "rate_limit_per_s": 100.0,
     "rate_limit_burst": 200,
     "grpc_addr": "127.0.0.1:50052",
+    "otlp_endpoint": None,
 }

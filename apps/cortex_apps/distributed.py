@@ -7,6 +7,7 @@ the components it needs, and shuts them down gracefully on SIGTERM.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 
 from dependency_injector import containers, providers
 from litestar import Litestar
@@ -15,10 +16,10 @@ from cortex_adapters.codec import ProtobufCodec
 from cortex_adapters.config.policy import ReloadingPolicy
 from cortex_adapters.grpc import GrpcSafetyChecker, SafetyKernelServer
 from cortex_adapters.http import Gateway, Probe, create_app
-from cortex_adapters.memory import InMemoryMetrics
 from cortex_adapters.nats import NatsBus
 from cortex_adapters.redis import RedisJobStore, RedisMemoryStore
 from cortex_adapters.system import SystemClock
+from cortex_adapters.telemetry import MetricsServer, NoMetrics, OtelMetrics, Tracing, make_metrics
 from cortex_adapters.worker import Worker, WorkerConfig
 from cortex_apps.containers import CortexServices
 from cortex_apps.runtime import Periodic, lifespan, serve_until_signalled
@@ -36,7 +37,9 @@ class DistributedContainer(containers.DeclarativeContainer):
     config = providers.Configuration(strict=True)
 
     clock = providers.Singleton(SystemClock)
-    metrics = providers.Singleton(InMemoryMetrics)
+    metrics = providers.Singleton(
+        make_metrics, service=config.process_name, enabled=config.metrics_enabled
+    )
     codec = providers.Singleton(ProtobufCodec)
     bus = providers.Singleton(
         NatsBus,
@@ -82,9 +85,27 @@ def build_container(settings: Settings, process_name: str) -> DistributedContain
     return container
 
 
+def observability(
+    settings: Settings, service: str, instance: str, metrics: OtelMetrics | NoMetrics
+) -> tuple[Tracing, MetricsServer | None]:
+    """The process's tracing (off unless ``otlp_endpoint``) and, if ``metrics_port`` is set,
+    its own ``/metrics`` server."""
+    tracing = Tracing(service=service, instance=instance, endpoint=settings.otlp_endpoint)
+    server = None
+    if settings.metrics_port is not None:
+        server = MetricsServer(metrics, host=settings.metrics_host, port=settings.metrics_port)
+    return tracing, server
+
+
+def _ready(text: str, server: MetricsServer | None) -> Callable[[], str]:
+    return lambda: text if server is None else f"{text}; metrics on {server.url}"
+
+
 def gateway_app(settings: Settings) -> Litestar:
-    """REST and gRPC front doors on NATS and Redis; ``GET /v1/workers`` from the heartbeats."""
-    c = build_container(settings, instance_name("gateway"))
+    """REST and gRPC front doors on NATS and Redis; ``GET /v1/workers`` from the heartbeats;
+    ``GET /metrics`` on the same port (and on ``metrics_port`` too, if set)."""
+    name = instance_name("gateway")
+    c = build_container(settings, name)
     s = c.services
     s.gatekeeper()  # bad access configuration stops the boot, before anything listens
     feed = HeartbeatFeed(bus=c.bus(), registry=s.registry(), clock=c.clock(), metrics=c.metrics())
@@ -95,17 +116,41 @@ def gateway_app(settings: Settings) -> Litestar:
         registry=s.registry(),
         stale_after_s=settings.stale_after_s,
         probes=[Probe("nats", c.bus().ping), Probe("redis", c.jobs().ping)],
+        metrics=c.metrics(),
     )
-    components = [c.bus(), c.memory(), c.jobs(), s.registry(), feed, s.cortex_api()]
+    tracing, server = observability(settings, "cortex-gateway", name, c.metrics())
+    components = [
+        tracing,
+        *([server] if server else []),
+        c.bus(),
+        c.memory(),
+        c.jobs(),
+        s.registry(),
+        feed,
+        s.watch(),
+        s.cortex_api(),
+    ]
     return create_app(gateway, lifespan=[lifespan(lambda: components)])
 
 
 async def run_scheduler(settings: Settings) -> None:
-    c = build_container(settings, instance_name("scheduler"))
+    name = instance_name("scheduler")
+    c = build_container(settings, name)
     s = c.services
+    tracing, server = observability(settings, "cortex-scheduler", name, c.metrics())
     sweep = Periodic(s.scheduler().sweep, settings.sweep_interval_s, "scheduler-sweep")
-    components = [c.bus(), c.jobs(), s.routing(), s.registry(), c.safety(), s.scheduler(), sweep]
-    await serve_until_signalled(components, "cortex scheduler ready")
+    components = [
+        tracing,
+        *([server] if server else []),
+        c.bus(),
+        c.jobs(),
+        s.routing(),
+        s.registry(),
+        c.safety(),
+        s.scheduler(),
+        sweep,
+    ]
+    await serve_until_signalled(components, _ready("cortex scheduler ready", server))
 
 
 async def run_worker(settings: Settings, kind: WorkerKind) -> None:
@@ -127,17 +172,22 @@ async def run_worker(settings: Settings, kind: WorkerKind) -> None:
         clock=c.clock(),
         metrics=c.metrics(),
     )
+    tracing, server = observability(settings, f"cortex-worker-{kind.pool}", worker_id, c.metrics())
     await serve_until_signalled(
-        [c.bus(), c.memory(), worker], f"cortex worker {worker_id} ready (pool {kind.pool})"
+        [tracing, *([server] if server else []), c.bus(), c.memory(), worker],
+        _ready(f"cortex worker {worker_id} ready (pool {kind.pool})", server),
     )
 
 
 async def run_safety_kernel(settings: Settings) -> None:
     """The Safety Kernel: the policy file (validated now, reloaded when it changes) over gRPC."""
+    name = instance_name("safety-kernel")
+    metrics = make_metrics(name, settings.metrics_enabled)
+    tracing, metrics_server = observability(settings, "cortex-safety-kernel", name, metrics)
     policy = ReloadingPolicy(settings.policy_file, interval_s=settings.policy_reload_s)
-    server = SafetyKernelServer(
-        policy=policy, address=settings.safety_kernel_addr, metrics=InMemoryMetrics()
-    )
+    server = SafetyKernelServer(policy=policy, address=settings.safety_kernel_addr, metrics=metrics)
+    ready = _ready("cortex safety-kernel ready on {}", metrics_server)
     await serve_until_signalled(
-        [policy, server], lambda: f"cortex safety-kernel ready on {server.target}"
+        [tracing, *([metrics_server] if metrics_server else []), policy, server],
+        lambda: ready().format(server.target),
     )

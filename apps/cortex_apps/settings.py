@@ -46,6 +46,11 @@ ENV_VARS: Mapping[str, str] = {
     "rate_limit_per_s": "CORTEX_RATE_LIMIT_PER_S",
     "rate_limit_burst": "CORTEX_RATE_LIMIT_BURST",
     "grpc_addr": "CORTEX_GRPC_ADDR",
+    "metrics_enabled": "CORTEX_METRICS_ENABLED",
+    "metrics_port": "CORTEX_METRICS_PORT",
+    "metrics_host": "CORTEX_METRICS_HOST",
+    "otlp_endpoint": "CORTEX_OTLP_ENDPOINT",
+    "log_format": "CORTEX_LOG_FORMAT",
 }
 """Each setting's environment variable."""
 
@@ -100,6 +105,17 @@ class Settings:
     rate_limit_burst: int = 200
     grpc_addr: str = "127.0.0.1:50052"
     """Where the gateway serves the gRPC ``CortexApi`` (port 0: any free port)."""
+    metrics_enabled: bool = True
+    """False: metrics are not recorded (``/metrics`` shows only the process's own series)."""
+    metrics_port: int | None = None
+    """Serve Prometheus ``/metrics`` on this port (0: any free one, printed when ready); None:
+    none. The gateway always serves ``/metrics`` on its own HTTP port too."""
+    metrics_host: str = "127.0.0.1"
+    otlp_endpoint: str | None = None
+    """Export traces over OTLP/HTTP to this URL (``http://collector:4318/v1/traces``); None:
+    tracing stays off (trace context still travels on every message)."""
+    log_format: str = "auto"
+    """``json``, ``console``, or ``auto``: JSON unless stderr is a terminal."""
 
     @classmethod
     def env_name(cls, field: str) -> str:

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from litestar import Litestar
 
 from cortex_adapters.http import Gateway, create_app
+from cortex_adapters.telemetry import Tracing
 from cortex_apps.containers import DEFAULTS, EmbeddedContainer
 from cortex_apps.runtime import Periodic, lifespan
 from cortex_core.ports import Lifecycle
@@ -32,6 +33,12 @@ def build_app(container: EmbeddedContainer, *, with_grpc: bool = True) -> Litest
         clock=container.clock(),
         registry=services.registry(),
         stale_after_s=container.config.stale_after_s(),
+        metrics=container.metrics(),
+    )
+    tracing = Tracing(
+        service="cortex-up",
+        instance=container.config.process_name(),
+        endpoint=container.config.otlp_endpoint(),
     )
     components: list[Lifecycle] = [] if not with_grpc else [services.cortex_api()]
     return create_app(
@@ -39,6 +46,7 @@ def build_app(container: EmbeddedContainer, *, with_grpc: bool = True) -> Litest
         lifespan=[
             lifespan(
                 lambda: [
+                    tracing,
                     container.bus(),
                     container.memory(),
                     container.jobs(),
@@ -52,6 +60,7 @@ def build_app(container: EmbeddedContainer, *, with_grpc: bool = True) -> Litest
                         "scheduler-sweep",
                     ),
                     services.echo_worker(),
+                    services.watch(),
                     *components,
                 ]
             )

@@ -5,6 +5,8 @@ from __future__ import annotations
 import time
 import uuid
 
+from cortex_adapters.telemetry.tracing import current_trace_id
+
 
 class SystemClock:
     def now(self) -> float:
@@ -12,10 +14,14 @@ class SystemClock:
 
 
 class UuidIdGenerator:
-    """Job ids and W3C trace ids from ``uuid4`` (122 random bits, 32 lowercase hex digits)."""
+    """Job ids and W3C trace ids from ``uuid4`` (122 random bits, 32 lowercase hex digits).
+
+    A job submitted while a span is active (the gateway's request span, with tracing on or a
+    caller's ``traceparent``) takes that span's trace id: the job's trace is the request's.
+    """
 
     def job_id(self) -> str:
         return uuid.uuid4().hex
 
     def trace_id(self) -> str:
-        return uuid.uuid4().hex
+        return current_trace_id() or uuid.uuid4().hex

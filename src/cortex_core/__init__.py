@@ -66,7 +66,15 @@ from cortex_core.ports import (
 )
 from cortex_core.routing import RoutingTable
 from cortex_core.scheduler import DispatchMode, Scheduler, SchedulerConfig
-from cortex_core.scoring import ScoringWeights, Selection, WorkerState, pick_worker, score
+from cortex_core.scoring import (
+    PoolLoad,
+    ScoringWeights,
+    Selection,
+    WorkerState,
+    pick_worker,
+    pool_loads,
+    score,
+)
 
 __all__ = [
     "ApprovalRequiredJob",
@@ -106,6 +114,7 @@ __all__ = [
     "PointerError",
     "Policy",
     "PolicyExplanation",
+    "PoolLoad",
     "Priority",
     "RateLimit",
     "RateLimited",
@@ -133,5 +142,6 @@ __all__ = [
     "new_job",
     "parse_api_keys",
     "pick_worker",
+    "pool_loads",
     "score",
 ]

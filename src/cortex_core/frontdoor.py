@@ -50,7 +50,17 @@ from cortex_core.messages import (
     Priority,
 )
 from cortex_core.pointers import is_valid_job_id
-from cortex_core.ports import Bus, Clock, IdGenerator, JobStore, MemoryStore, Metrics, StatusFilter
+from cortex_core.ports import (
+    Bus,
+    Clock,
+    IdGenerator,
+    JobStore,
+    JobWatch,
+    MemoryStore,
+    Metrics,
+    StatusFilter,
+)
+from cortex_core.watch import announce_done
 
 log = logging.getLogger("cortex.frontdoor")
 
@@ -58,6 +68,8 @@ DEFAULT_TOPIC = TOPIC_ECHO
 CANCELLED_BY_CLIENT = "cancelled by client"
 REJECTED_BY_REVIEWER = "rejected by reviewer"
 RETRY_KEY_PREFIX = "retry:"
+MAX_WAIT_S = 60.0
+"""The longest a client may wait on one job in one call (``wait``, ``?wait_s=``)."""
 """The idempotency key of a dead-letter retry is ``retry:<old job id>``: retrying one job twice
 gives the same new job."""
 
@@ -198,6 +210,8 @@ class FrontDoor:
         limits: SubmitLimits | None = None,
         sender_id: str = "gateway",
         max_page: int = 200,
+        watch: JobWatch | None = None,
+        recheck_s: float = 1.0,
     ) -> None:
         self._bus = bus
         self._memory = memory
@@ -208,6 +222,8 @@ class FrontDoor:
         self.limits = limits or SubmitLimits()
         self._sender_id = sender_id
         self.max_page = max_page
+        self._watch = watch
+        self._recheck_s = recheck_s
 
     # -- submit ------------------------------------------------------------------------
 
@@ -258,6 +274,7 @@ class FrontDoor:
             raise Unavailable(
                 "bus", f"the bus is unavailable; the job was not submitted ({_what(exc)})"
             ) from exc
+        log.info("job_submitted", extra=_fields(job, state=job.status))
         return Submitted(job_id, trace_id)
 
     async def _withdraw(self, job: PendingJob, cause: Exception) -> None:
@@ -282,6 +299,26 @@ class FrontDoor:
         if job is None or job.spec.tenant_id != tenant_id:
             raise JobNotFound(job_id)
         return job
+
+    async def wait(self, job_id: str, tenant_id: str = "", timeout_s: float = 30.0) -> Job:
+        """The job once it has ended, or as it is when ``timeout_s`` runs out.
+
+        It wakes on the job's ``sys.job.done`` notice (``JobWatch``), and looks at the store
+        again every ``recheck_s`` in case a notice was lost. Without a watch it answers at
+        once. ``JobNotFound`` as ``status``; ``InvalidField`` for a timeout outside (0, 60] s.
+        """
+        if not 0 < timeout_s <= MAX_WAIT_S:
+            raise InvalidField("wait_s", f"wait_s must be > 0 and <= {MAX_WAIT_S:g}")
+        if self._watch is None:
+            return await self.status(job_id, tenant_id)
+        deadline = self._clock.now() + timeout_s
+        with self._watch.expect(job_id) as ended:
+            while True:
+                job = await self.status(job_id, tenant_id)
+                left = deadline - self._clock.now()
+                if job.is_terminal or left <= 0:
+                    return job
+                await ended.wait(min(left, self._recheck_s))
 
     async def result(self, job_id: str, tenant_id: str = "") -> tuple[Job, bytes]:
         """The finished job and its stored result document."""
@@ -345,9 +382,11 @@ class FrontDoor:
             cancelled = job.cancel(reason, self._clock.now())
             if await _guard("job store", self._jobs.transition(cancelled)):
                 break  # else it moved meanwhile: look again
-        if self._metrics is not None:
-            self._metrics.inc_jobs_completed(job.spec.topic, JobStatus.CANCELLED)
-        log.info("job_cancelled", extra=_fields(cancelled, was=job.status, reason=reason))
+        await self._ended(cancelled)
+        log.info(
+            "job_cancelled",
+            extra=_fields(cancelled, state=cancelled.status, was=job.status, reason=reason),
+        )
         if isinstance(job, RunningJob):
             notice = BusPacket(
                 trace_id=job.spec.trace_id,
@@ -374,8 +413,7 @@ class FrontDoor:
             _reason(reason or REJECTED_BY_REVIEWER, self.limits), self._clock.now()
         )
         decided = await self._decide(job, rejected, "job_rejected")
-        if self._metrics is not None:
-            self._metrics.inc_jobs_completed(job.spec.topic, JobStatus.DENIED)
+        await self._ended(decided)
         return decided
 
     async def _awaiting_approval(self, job_id: str, tenant_id: str) -> ApprovalRequiredJob:
@@ -396,8 +434,17 @@ class FrontDoor:
                 current.status,
                 f"job {was.job_id} was decided meanwhile: {current.status}",
             )
-        log.info(event, extra=_fields(now))
+        log.info(event, extra=_fields(now, state=now.status))
         return now
+
+    async def _ended(self, job: Job) -> None:
+        """Count and announce a job this front door ended (cancelled, rejected), as the
+        scheduler does."""
+        if self._metrics is not None:
+            self._metrics.inc_jobs_completed(job.spec.topic, job.status)
+            elapsed = max(job.updated_at - job.spec.created_at, 0.0)
+            self._metrics.observe_end_to_end(job.spec.topic, job.status, elapsed)
+        await announce_done(self._bus, job, self._sender_id)
 
     async def retry(self, job_id: str, tenant_id: str = "") -> Submitted:
         """Submit a dead-lettered job again as a new job (``retry_of`` links it to the old one),
@@ -466,6 +513,7 @@ def _fields(job: Job, **extra: object) -> dict[str, object]:
         "trace_id": job.spec.trace_id,
         "job_id": job.job_id,
         "topic": job.spec.topic,
+        "worker_id": job.worker_id,
         "tenant_id": job.spec.tenant_id,
         **extra,
     }

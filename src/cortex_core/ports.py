@@ -8,12 +8,13 @@ drains: in-flight deliveries finish before it returns.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
+from contextlib import AbstractContextManager
 from typing import Protocol
 
 from cortex_core.jobs import Job, PendingJob
 from cortex_core.messages import BusPacket, Heartbeat, JobStatus
 from cortex_core.policy import SafetyDecision, SafetyRequest
-from cortex_core.scoring import WorkerState
+from cortex_core.scoring import PoolLoad, WorkerState
 
 
 class Clock(Protocol):
@@ -177,8 +178,23 @@ class WorkerRegistry(Lifecycle, Protocol):
         ...
 
 
+class Expectation(Protocol):
+    async def wait(self, timeout_s: float) -> bool:
+        """True once the job is announced ended; False if ``timeout_s`` passed first."""
+        ...
+
+
+class JobWatch(Lifecycle, Protocol):
+    """Wakes whoever waits on a job when it is announced ended (``sys.job.done``)."""
+
+    def expect(self, job_id: str) -> AbstractContextManager[Expectation]:
+        """Catch ``job_id``'s notice from the moment the block is entered."""
+        ...
+
+
 class Metrics(Protocol):
-    """Counters by topic, as in the production plan."""
+    """What Cortex counts and times: the production plan's counters by topic, latencies,
+    pool capacity, and bus health. Durations are in seconds."""
 
     def inc_jobs_received(self, topic: str) -> None: ...
 
@@ -198,4 +214,25 @@ class Metrics(Protocol):
 
     def inc_bus_event(self, event: str) -> None:
         """A bus connection event: ``disconnected``, ``reconnected``, ``error``, ``closed``."""
+        ...
+
+    def observe_queue_wait(self, topic: str, seconds: float) -> None:
+        """A job was dispatched after waiting this long (since submit, or since it was put
+        back for a retry)."""
+        ...
+
+    def observe_run_time(self, topic: str, seconds: float) -> None:
+        """An attempt's result arrived this long after its dispatch."""
+        ...
+
+    def observe_end_to_end(self, topic: str, status: str, seconds: float) -> None:
+        """A job reached its terminal ``status`` this long after it was submitted."""
+        ...
+
+    def observe_execution(self, pool: str, status: str, seconds: float) -> None:
+        """A worker ran one attempt of a job of ``pool`` for this long, ending ``status``."""
+        ...
+
+    def set_pool_loads(self, loads: Sequence[PoolLoad]) -> None:
+        """The current state of every pool (a pool that is not in ``loads`` is gone)."""
         ...

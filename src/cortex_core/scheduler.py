@@ -46,7 +46,14 @@ from cortex_core.ports import (
     WorkerRegistry,
 )
 from cortex_core.routing import RoutingSource, RoutingTable
-from cortex_core.scoring import NO_WORKERS, POOL_AT_CAPACITY, ScoringWeights, pick_worker
+from cortex_core.scoring import (
+    NO_WORKERS,
+    POOL_AT_CAPACITY,
+    ScoringWeights,
+    pick_worker,
+    pool_loads,
+)
+from cortex_core.watch import announce_done
 
 log = logging.getLogger("cortex.scheduler")
 
@@ -166,7 +173,11 @@ class Scheduler:
         after ``max_attempts``, and time out jobs whose deadline has passed."""
         now = self._clock.now()
         cfg = self._config
-        workers = {w.worker_id: w for w in await self._registry.workers()}
+        known = await self._registry.workers()
+        self._metrics.set_pool_loads(
+            pool_loads(known, self._routing.pools, now=now, stale_after=cfg.stale_after_s)
+        )
+        workers = {w.worker_id: w for w in known}
         # A scheduler that has just started has heard from nobody yet: a worker it doesn't
         # know is only silent once a whole staleness window has passed since it started.
         settled = self._started_at is None or now - self._started_at > cfg.stale_after_s
@@ -224,13 +235,17 @@ class Scheduler:
         if job.attempts >= self._config.max_attempts:
             reason = f"{cause}; gave up after {job.attempts} attempts"
             await self._finish(job.fail(reason, now), job.worker_id)
-        elif await self._commit(job.requeue(RETRY, now)):
-            if job.worker_id is not None:
-                await self._registry.release(job.worker_id)
-            log.warning(
-                "job_requeued",
-                extra=_fields(job, worker_id=job.worker_id, attempts=job.attempts, cause=cause),
-            )
+            return
+        requeued = await self._commit(
+            job.requeue(RETRY, now),
+            "job_requeued",
+            logging.WARNING,
+            worker_id=job.worker_id,
+            attempts=job.attempts,
+            cause=cause,
+        )
+        if requeued and job.worker_id is not None:
+            await self._registry.release(job.worker_id)
 
     async def _cancel_attempt(self, job: RunningJob, reason: str) -> None:
         """Tell the worker of an attempt given up on to stop it (best effort: its result is
@@ -283,11 +298,10 @@ class Scheduler:
 
     async def _finish(self, job: Job, worker_id: str | None) -> None:
         """Commit a terminal state reached by the sweep; count it and free the slot."""
-        if await self._commit(job):
-            self._metrics.inc_jobs_completed(job.spec.topic, job.status)
+        if await self._commit(job, "job_swept", logging.WARNING, reason=job.reason):
+            await self._ended(job)
             if worker_id is not None:
                 await self._registry.release(worker_id)
-            log.warning("job_swept", extra=_fields(job, status=job.status, reason=job.reason))
 
     def waiting(self, pool: str) -> tuple[str, ...]:
         """Ids of the jobs waiting for capacity in ``pool``, oldest first."""
@@ -332,16 +346,17 @@ class Scheduler:
         now = self._clock.now()
         self._metrics.inc_jobs_received(job.spec.topic)
         decision = await self._safety.check(SafetyRequest.for_job(job.spec))
-        fields = _fields(job, rule_id=decision.rule_id, reason=decision.reason)
+        why: dict[str, object] = {"rule_id": decision.rule_id, "reason": decision.reason}
         if decision.decision is Decision.REQUIRE_APPROVAL:
-            if await self._commit(job.require_approval(decision.reason, now)):
-                log.info("job_needs_approval", extra=fields)
+            await self._commit(
+                job.require_approval(decision.reason, now), "job_needs_approval", **why
+            )
             return
         if not decision.allowed:
-            if await self._commit(job.deny(decision.reason, now)):
+            denied = job.deny(decision.reason, now)
+            if await self._commit(denied, "job_denied", **why):
                 self._metrics.inc_safety_denied(job.spec.topic)
-                self._metrics.inc_jobs_completed(job.spec.topic, JobStatus.DENIED)
-                log.info("job_denied", extra=fields)
+                await self._ended(denied)
             return
         await self._route(job)
 
@@ -349,17 +364,16 @@ class Scheduler:
         now = self._clock.now()
         pool = self._routing.pool_for(job.spec.topic)
         if pool is None:
-            if await self._commit(job.fail(NO_POOL_FOR_TOPIC, now)):
-                self._metrics.inc_jobs_completed(job.spec.topic, JobStatus.FAILED)
-                log.info("job_failed", extra=_fields(job, reason=NO_POOL_FOR_TOPIC))
+            failed = job.fail(NO_POOL_FOR_TOPIC, now)
+            if await self._commit(failed, "job_failed", reason=NO_POOL_FOR_TOPIC):
+                await self._ended(failed)
             return
         reason = await self._try_dispatch(job, pool)
         if reason is None:
             return
         parked = job.waiting(reason, now) if job.reason != reason else job
-        if parked is job or await self._commit(parked):
+        if parked is job or await self._commit(parked, "job_waiting", pool=pool, reason=reason):
             self._waiting.setdefault(pool, deque()).append(job.job_id)
-            log.info("job_waiting", extra=_fields(job, pool=pool, reason=reason))
 
     async def _try_dispatch(self, job: PendingJob, pool: str) -> str | None:
         """Dispatch ``job`` to the best worker of ``pool``; the reason it can't, or None."""
@@ -377,21 +391,23 @@ class Scheduler:
         # sees it; give it back if this dispatch doesn't happen after all.
         await self._registry.reserve(worker_id)
         running = job.dispatch(worker_id, now)
-        if not await self._commit(running):
+        subject, packet = self._dispatch_of(running)
+        if not await self._commit(running, "job_dispatched", pool=pool, subject=subject):
             await self._registry.release(worker_id)
             return None  # another scheduler replica moved it first
-        subject, packet = self._dispatch_of(running)
         try:
             await self._bus.publish(subject, packet)
         except Exception as exc:  # the bus is down: say so on the job, never strand it RUNNING
             await self._registry.release(worker_id)
             reason = f"{DISPATCH_FAILED}: {type(exc).__name__}: {exc}"
-            if await self._commit(running.fail(reason, self._clock.now())):
-                self._metrics.inc_jobs_completed(job.spec.topic, JobStatus.FAILED)
-            log.warning("job_dispatch_failed", extra=_fields(job, reason=reason))
+            failed = running.fail(reason, self._clock.now())
+            if await self._commit(failed, "job_dispatch_failed", logging.WARNING, reason=reason):
+                await self._ended(failed)
             return None
         self._metrics.inc_jobs_dispatched(job.spec.topic)
-        log.info("job_dispatched", extra=_fields(running, pool=pool, subject=subject))
+        # Waiting since submit, or since it was put back for another attempt.
+        waited_since = job.spec.created_at if job.attempts == 0 else job.updated_at
+        self._metrics.observe_queue_wait(job.spec.topic, max(now - waited_since, 0.0))
         return None
 
     # -- heartbeats --------------------------------------------------------------------
@@ -443,7 +459,7 @@ class Scheduler:
         for job_id in list(queue):
             job = await self._jobs.get(job_id)
             if isinstance(job, PendingJob) and job.reason != reason:
-                await self._commit(job.waiting(reason, now))
+                await self._commit(job.waiting(reason, now), "job_waiting", reason=reason)
 
     # -- results -----------------------------------------------------------------------
 
@@ -480,6 +496,7 @@ class Scheduler:
             log.info("stale_result_ignored", extra=_fields(job, attempt=result.attempt))
             return
         now = self._clock.now()
+        self._metrics.observe_run_time(job.spec.topic, max(now - job.updated_at, 0.0))
         new: Job
         if result.status is JobStatus.COMPLETED:
             new = job.complete(result.result_ptr or None, now)
@@ -503,11 +520,8 @@ class Scheduler:
                 "invalid_result_status", packet, subject=SUBJECT_JOB_RESULT, job_id=job.job_id
             )
             return
-        if await self._commit(new):
-            self._metrics.inc_jobs_completed(job.spec.topic, new.status)
-            log.info(
-                "job_finished", extra=_fields(new, status=new.status, worker_id=result.worker_id)
-            )
+        if await self._commit(new, "job_finished"):
+            await self._ended(new)
             # The slot it held is free now: jobs waiting for that pool need not wait for the
             # worker's next heartbeat.
             if job.worker_id is not None:
@@ -518,11 +532,25 @@ class Scheduler:
 
     # -- helpers -----------------------------------------------------------------------
 
-    async def _commit(self, job: Job) -> bool:
+    async def _commit(
+        self, job: Job, event: str, level: int = logging.INFO, /, **extra: object
+    ) -> bool:
+        """Write ``job``'s new state (compare-and-set); on success log ``event``, the one line
+        of this state change, with ``state`` = the new status."""
         won = await self._jobs.transition(job)
-        if not won:
+        if won:
+            log.log(level, event, extra=_fields(job, state=job.status, **extra))
+        else:
             log.info("transition_lost", extra=_fields(job, status=job.status))
         return won
+
+    async def _ended(self, job: Job) -> None:
+        """A job reached its terminal state: count it, time it since submit, and announce it on
+        ``sys.job.done`` for whoever waits on it."""
+        self._metrics.inc_jobs_completed(job.spec.topic, job.status)
+        elapsed = max(job.updated_at - job.spec.created_at, 0.0)
+        self._metrics.observe_end_to_end(job.spec.topic, job.status, elapsed)
+        await announce_done(self._bus, job, self._config.sender_id)
 
     def _drop(self, reason: str, packet: BusPacket, **fields: object) -> None:
         self._metrics.inc_packets_dropped(reason)
@@ -540,6 +568,8 @@ class Scheduler:
 
 
 def _fields(job: Job | None, **extra: object) -> dict[str, object]:
+    """A job event's log fields: always ``component``, ``trace_id``, ``job_id``, ``topic`` and
+    ``worker_id`` (None until the job is dispatched)."""
     if job is None:
         return {"component": "scheduler", **extra}
     return {
@@ -547,5 +577,6 @@ def _fields(job: Job | None, **extra: object) -> dict[str, object]:
         "trace_id": job.spec.trace_id,
         "job_id": job.job_id,
         "topic": job.spec.topic,
+        "worker_id": job.worker_id,
         **extra,
     }

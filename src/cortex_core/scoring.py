@@ -10,7 +10,7 @@ over the pool: O(n), no sorting.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from cortex_core.messages import Heartbeat
@@ -110,3 +110,33 @@ def pick_worker(
     if best is not None:
         return Selection(best)
     return Selection(None, POOL_AT_CAPACITY if any_fresh else NO_WORKERS)
+
+
+@dataclass(frozen=True, slots=True)
+class PoolLoad:
+    """One pool as the scheduler sees it: live workers, their slots, and the slots in use."""
+
+    pool: str
+    workers: int
+    slots: int
+    busy: int
+
+    @property
+    def utilization(self) -> float:
+        """Busy slots over all slots (0 for a pool with none)."""
+        return self.busy / self.slots if self.slots else 0.0
+
+
+def pool_loads(
+    workers: Sequence[WorkerState], pools: Iterable[str], *, now: float, stale_after: float
+) -> list[PoolLoad]:
+    """Every pool in ``pools`` (the routing table's, so an empty one shows as 0 workers) and any
+    other pool a live worker serves: its fresh workers, their slots and the slots in use."""
+    loads = {pool: [0, 0, 0] for pool in pools}
+    for w in workers:
+        if w.is_fresh(now, stale_after):
+            load = loads.setdefault(w.pool, [0, 0, 0])
+            load[0] += 1
+            load[1] += w.max_parallel_jobs
+            load[2] += min(w.active_jobs, w.max_parallel_jobs)
+    return [PoolLoad(pool, *counts) for pool, counts in sorted(loads.items())]

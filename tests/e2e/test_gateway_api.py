@@ -336,6 +336,28 @@ def test_submit_runs_to_completion_with_worker_and_attempts(stack: Stack, a: htt
     }
 
 
+def test_wait_s_answers_when_the_job_ends(a: httpx.Client, b: httpx.Client) -> None:
+    job_id = submit(a, "wait for me")
+    r = a.get(f"/v1/jobs/{job_id}", params={"wait_s": 20})  # one request, no polling
+    assert r.status_code == 200, r.text
+    assert r.json()["status"] == "COMPLETED"
+    # A job that cannot end (it waits for a person) answers with its state when time is up.
+    held = submit(a, labels={"review": "yes"})
+    wait_for_job(a, held, lambda j: j["status"] == "APPROVAL_REQUIRED")
+    r = a.get(f"/v1/jobs/{held}", params={"wait_s": 0.3})
+    assert (r.status_code, r.json()["status"]) == (200, "APPROVAL_REQUIRED")
+    # A reject through the gateway wakes a waiter at once (the gateway announces it).
+    with ThreadPoolExecutor(1) as pool:
+        waiting = pool.submit(a.get, f"/v1/jobs/{held}", params={"wait_s": 20})
+        time.sleep(0.2)
+        assert a.post(f"/v1/jobs/{held}/reject").status_code == 200
+        assert waiting.result(timeout=10).json()["status"] == "DENIED"
+    for bad in ("0", "-1", "61", "nan", "soon"):
+        r = a.get(f"/v1/jobs/{job_id}", params={"wait_s": bad})
+        assert_error(r, 400, "invalid_request", field="wait_s")
+    assert_error(b.get(f"/v1/jobs/{job_id}", params={"wait_s": 1}), 404, "not_found")
+
+
 def test_unknown_jobs_are_404_and_unfinished_results_409(a: httpx.Client) -> None:
     for method, path in [
         ("GET", "/v1/jobs/no-such-job"),
@@ -553,17 +575,12 @@ def test_concurrent_submits_with_one_idempotency_key_make_one_job(
     assert again.headers["Idempotent-Replayed"] == "true"
 
     # It ran once: one dispatch, one completion, one run on the worker.
-    stack.scheduler.wait_for(f"job_finished.*job_id={job_id} ")
-    stack.worker.wait_for(f"job_done.*job_id={job_id} ")
+    stack.scheduler.wait_for_event("job_finished", job_id=job_id)
+    stack.worker.wait_for_event("job_done", job_id=job_id)
     time.sleep(0.5)
-    assert (
-        sum(f"job_id={job_id} " in ln and "job_finished" in ln for ln in stack.scheduler.lines) == 1
-    )
-    assert (
-        sum(f"job_id={job_id} " in ln and "job_dispatched" in ln for ln in stack.scheduler.lines)
-        == 1
-    )
-    assert sum(f"job_id={job_id} " in ln and "job_done" in ln for ln in stack.worker.lines) == 1
+    assert len(stack.scheduler.events("job_finished", job_id=job_id)) == 1
+    assert len(stack.scheduler.events("job_dispatched", job_id=job_id)) == 1
+    assert len(stack.worker.events("job_done", job_id=job_id)) == 1
 
     # The key is the tenant's own: tenant b gets a job of its own.
     other = b.post("/v1/jobs", json=body)
@@ -590,7 +607,7 @@ def test_cancel_a_running_job_frees_the_workers_slot(stack: Stack, a: httpx.Clie
     quick = submit(a, "next")
     assert wait_for_job(a, quick, timeout=20)["status"] == "COMPLETED"
     assert time.monotonic() - cancelled_at < 3.5
-    stack.worker.wait_for(f"job_cancelling.*job_id={slow}")
+    stack.worker.wait_for_event("job_cancelling", job_id=slow)
 
     again = a.post(f"/v1/jobs/{slow}/cancel")
     body = assert_error(again, 409, "conflict")

@@ -186,9 +186,9 @@ def test_a_worker_killed_mid_burst_loses_no_job(
         for i, job_id in enumerate(ids):
             assert json.loads(http.get(f"/v1/jobs/{job_id}/result").content)["echo"] == f"p{i}"
     # Exactly once: the scheduler committed exactly one completion per job.
-    finishes = [line for line in procs[2].lines if "job_finished" in line]
+    finishes = procs[2].events("job_finished")
     for job_id in ids:
-        assert sum(f"job_id={job_id} " in line for line in finishes) == 1, job_id
+        assert sum(f["job_id"] == job_id for f in finishes) == 1, job_id
 
 
 async def _publish_junk(prefix: str) -> None:
@@ -230,10 +230,11 @@ def test_bad_input_on_the_bus_is_dropped_and_nothing_gets_stuck(
         job_id = http.post("/v1/jobs", json={"prompt": "after the junk"}).json()["job_id"]
         assert finished(http, [job_id])[job_id]["status"] == "COMPLETED"
     scheduler = procs[2]
-    scheduler.wait_for("packet_dropped.*reason=unknown_job")
-    scheduler.wait_for("packet_dropped.*reason=unexpected_payload")
-    assert sum("packet_dropped" in line and "undecodable" in line for line in scheduler.lines) >= 2
-    worker.wait_for("packet_dropped.*undecodable")
+    scheduler.wait_for_event("packet_dropped", reason="unknown_job")
+    scheduler.wait_for_event("packet_dropped", reason="unexpected_payload")
+    undecodable = scheduler.events("packet_dropped", reason="undecodable")
+    assert len(undecodable) >= 2, scheduler.output
+    worker.wait_for_event("packet_dropped", reason="undecodable")
     for p in procs:
         assert p.popen.poll() is None, p.output  # nothing crashed
 
@@ -256,7 +257,7 @@ def test_sigterm_lets_a_worker_finish_the_job_in_flight(
         # It finished the job before exiting: no other worker exists to pick it up.
         status = finished(http, [job_id], timeout=5)[job_id]
         assert status["status"] == "COMPLETED"
-    assert "job_done" in worker.output
+    assert worker.events("job_done"), worker.output
     assert "Traceback" not in worker.output, worker.output
 
 
@@ -393,4 +394,4 @@ def test_a_job_whose_worker_is_killed_completes_on_another_worker(
         state = finished(http, [job_id], timeout=40)[job_id]
         assert state["status"] == "COMPLETED"
         assert json.loads(http.get(f"/v1/jobs/{job_id}/result").content)["echo"] == "survivor"
-    procs[2].wait_for(f"job_requeued.*job_id={job_id}")  # the scheduler's sweep re-dispatched it
+    procs[2].wait_for_event("job_requeued", job_id=job_id)  # the sweep re-dispatched it

@@ -95,25 +95,29 @@ def _max_overlap(intervals: list[tuple[float, float]]) -> int:
     return peak
 
 
-def _max_outstanding(scheduler_lines: list[str]) -> dict[str, int]:
+def _worker_of(subject: object) -> str | None:
+    """The worker a dispatch's subject (``worker.<id>.jobs``) names, or None."""
+    m = re.match(r"worker\.(\S+)\.jobs", subject) if isinstance(subject, str) else None
+    return m.group(1) if m else None
+
+
+def _max_outstanding(scheduler: Proc) -> dict[str, int]:
     """Per worker, the most jobs the scheduler had dispatched to it and not yet seen finish,
     replaying its own log in order. Informational: dispatches beyond the worker's capacity
     wait in the worker's subject, they do not run (the handlers' intervals show that)."""
     outstanding: Counter[str] = Counter()
     peak: Counter[str] = Counter()
     owner: dict[str, str] = {}
-    for line in scheduler_lines:
-        if "job_dispatched" in line:
-            job = re.search(r"job_id=(\S+)", line)
-            worker = re.search(r"subject=worker\.(\S+)\.jobs", line)
+    for record in scheduler.events():
+        job = record.get("job_id")
+        if record["event"] == "job_dispatched":
+            worker = _worker_of(record.get("subject"))
             if job and worker:
-                owner[job.group(1)] = worker.group(1)
-                outstanding[worker.group(1)] += 1
-                peak[worker.group(1)] = max(peak[worker.group(1)], outstanding[worker.group(1)])
-        elif "job_finished" in line:
-            job = re.search(r"job_id=(\S+)", line)
-            if job and job.group(1) in owner:
-                outstanding[owner.pop(job.group(1))] -= 1
+                owner[job] = worker
+                outstanding[worker] += 1
+                peak[worker] = max(peak[worker], outstanding[worker])
+        elif record["event"] == "job_finished" and job and job in owner:
+            outstanding[owner.pop(job)] -= 1
     return dict(peak)
 
 
@@ -125,9 +129,8 @@ def _stuck(open_: dict[str, dict[str, object]], schedulers: dict[str, Proc], red
     for job_id, state in open_.items():
         last = "none"
         for name, p in schedulers.items():
-            for line in p.lines:
-                if f"job_id={job_id} " in line and (event := re.search(r"\] (\S+)", line)):
-                    last = f"{event.group(1)} by the {name} scheduler"
+            for record in p.events(job_id=job_id):
+                last = f"{record['event']} by the {name} scheduler"
         worker, attempts = store.hmget(f"job:{job_id}", ["worker_id", "attempts"])
         key = (state["status"], state["reason"], worker, attempts, last)
         groups.setdefault(key, []).append(job_id)
@@ -203,7 +206,7 @@ def test_a_burst_spreads_evenly_and_no_worker_exceeds_its_parallelism(
         w: _max_overlap([(float(r["start"]), float(r["end"])) for r in rs])
         for w, rs in runs.items()
     }
-    outstanding = _max_outstanding(procs[2].lines)
+    outstanding = _max_outstanding(procs[2])
     report = (
         f"200 jobs: submitted in {submitted:.2f}s, all COMPLETED after {elapsed:.2f}s; "
         f"jobs per worker {spread} (max/min {ratio:.2f}); "
@@ -253,11 +256,7 @@ def test_a_scheduler_killed_mid_burst_loses_and_duplicates_no_job(
         while True:
             states = _statuses(http, ids)
             done = sum(s["status"] == "COMPLETED" for s in states.values())
-            parked = {
-                m.group(1)
-                for line in list(doomed.lines)
-                if "job_waiting" in line and (m := re.search(r"job_id=(\S+)", line))
-            }
+            parked = {str(r["job_id"]) for r in doomed.events("job_waiting")}
             held = [j for j in parked if states.get(j, {}).get("status") == "PENDING"]
             if done >= 20 and held:
                 break
@@ -298,9 +297,9 @@ def test_a_scheduler_killed_mid_burst_loses_and_duplicates_no_job(
 
     # Exactly once: across both schedulers, one committed completion per job. (A SIGKILL
     # between a commit and its log line would hide one; that window is microseconds wide.)
-    finishes = [line for p in (doomed, survivor) for line in p.lines if "job_finished" in line]
-    counts = {j: sum(f"job_id={j} " in line for line in finishes) for j in ids}
-    by_doomed = sum("job_finished" in line for line in doomed.lines)
+    finishes = [r for p in (doomed, survivor) for r in p.events("job_finished")]
+    counts = {j: sum(r["job_id"] == j for r in finishes) for j in ids}
+    by_doomed = len(doomed.events("job_finished"))
     print(
         f"job_finished lines: {by_doomed} by the killed scheduler, "
         f"{len(finishes) - by_doomed} by the survivor"
@@ -375,19 +374,14 @@ async def _ended(jobs: RedisJobStore, job_id: str, within_s: float = 20.0) -> Jo
 def _dispatches(scheduler: Proc, job_id: str) -> list[str]:
     """The workers the scheduler dispatched ``job_id`` to, in order, from its log."""
     return [
-        m.group(1)
-        for line in list(scheduler.lines)
-        if "job_dispatched" in line
-        and f"job_id={job_id} " in line
-        and (m := re.search(r"subject=worker\.(\S+)\.jobs", line))
+        worker
+        for record in scheduler.events("job_dispatched", job_id=job_id)
+        if (worker := _worker_of(record.get("subject"))) is not None
     ]
 
 
 def _timeouts(worker: Proc, job_id: str) -> int:
-    return sum(
-        "job_done" in line and f"job_id={job_id} " in line and "status=TIMEOUT" in line
-        for line in list(worker.lines)
-    )
+    return len(worker.events("job_done", job_id=job_id, status="TIMEOUT"))
 
 
 async def test_a_job_that_overruns_its_timeout_every_time_fails_after_max_attempts(
@@ -412,7 +406,7 @@ async def test_a_job_that_overruns_its_timeout_every_time_fails_after_max_attemp
             "overran: the job ran past its time (0.300 s); gave up after 2 attempts"
         ), job
         assert _dispatches(backend, job_id) == [worker_id, worker_id]
-        await asyncio.to_thread(worker.wait_for, f"job_done.*job_id={job_id} .*status=TIMEOUT")
+        await asyncio.to_thread(worker.wait_for_event, "job_done", job_id=job_id, status="TIMEOUT")
         assert _timeouts(worker, job_id) == 2, worker.output
     finally:
         await asyncio.to_thread(worker.terminate)
@@ -461,9 +455,9 @@ async def test_an_attempt_that_overruns_is_retried_and_the_retry_completes(
             submit = SubmitJob(prompt="second time lucky", labels={"echo.delay_ms": "1000"})
             job_id = (await door.submit(submit)).job_id
             requeued = await asyncio.to_thread(
-                backend.wait_for, f"job_requeued.*job_id={job_id} .*", 20.0
+                backend.wait_for_event, "job_requeued", 20.0, job_id=job_id
             )
-            assert "overran" in requeued.group(0), requeued.group(0)
+            assert "overran" in str(requeued.get("cause")), requeued
             assert await asyncio.to_thread(limited.terminate) in (0, -15), limited.output
             patient = await asyncio.to_thread(start_worker, env, patient_id)
             job = await _ended(jobs, job_id)

@@ -71,6 +71,7 @@ def test_public_exports_are_pinned() -> None:
         "PointerError",
         "Policy",
         "PolicyExplanation",
+        "PoolLoad",
         "Priority",
         "RateLimit",
         "RateLimited",
@@ -98,6 +99,7 @@ def test_public_exports_are_pinned() -> None:
         "new_job",
         "parse_api_keys",
         "pick_worker",
+        "pool_loads",
         "score",
     ]
     for name in cortex_core.__all__:

@@ -38,6 +38,7 @@ from cortex_adapters.grpc._safety_wire import (
     check_codec,
     decode_explanation,
 )
+from cortex_adapters.telemetry.tracing import grpc_client_span
 from cortex_core.policy import Decision, PolicyExplanation, SafetyDecision, SafetyRequest
 from cortex_core.ports import Metrics
 
@@ -122,11 +123,15 @@ class GrpcSafetyChecker:
         try:
             if self._check_rpc is None:
                 raise RuntimeError("GrpcSafetyChecker is not started")
-            data = await self._check_rpc(
-                self._codec.encode_request(request),
-                timeout=self._timeout_s,
-                wait_for_ready=False,
-            )
+            with grpc_client_span(
+                CHECK_METHOD, job_id=request.job_id, topic=request.topic
+            ) as metadata:
+                data = await self._check_rpc(
+                    self._codec.encode_request(request),
+                    timeout=self._timeout_s,
+                    wait_for_ready=False,
+                    metadata=metadata,
+                )
             decision = self._codec.decode_decision(data)
         except asyncio.CancelledError:
             self._breaker.abandon()

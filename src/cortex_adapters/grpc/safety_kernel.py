@@ -22,8 +22,10 @@ from collections.abc import Callable
 from typing import Protocol, TypeVar
 
 import grpc
+from opentelemetry.trace import Span
 
 from cortex_adapters.grpc._safety_wire import (
+    CHECK_METHOD,
     SERVICE_NAME,
     CheckCodecName,
     InvalidRequest,
@@ -31,6 +33,7 @@ from cortex_adapters.grpc._safety_wire import (
     encode_explanation,
 )
 from cortex_adapters.grpc._serving import Serving, serve
+from cortex_adapters.telemetry.tracing import current_trace_id, grpc_server_span
 from cortex_core.policy import Policy, SafetyRequest
 from cortex_core.ports import Metrics
 
@@ -190,15 +193,27 @@ class SafetyKernelServer:
             await context.abort(grpc.StatusCode.INTERNAL, "policy evaluation failed")
 
     async def _check(self, data: bytes, context: grpc.aio.ServicerContext[bytes, bytes]) -> bytes:
+        with grpc_server_span(CHECK_METHOD, context.invocation_metadata()) as span:
+            return await self._check_traced(data, context, span)
+
+    async def _check_traced(
+        self, data: bytes, context: grpc.aio.ServicerContext[bytes, bytes], span: Span
+    ) -> bytes:
         self._checks += 1
         request = await self._decode(data, context)
+        span.set_attributes({"cortex.job_id": request.job_id, "cortex.topic": request.topic})
         decision = await self._evaluate(Policy.evaluate, request, context)
+        span.set_attributes(
+            {"cortex.rule_id": decision.rule_id, "cortex.decision": decision.decision.value}
+        )
         log.info(
             "safety_decision",
             extra={
                 "component": "safety-kernel",
+                "trace_id": current_trace_id(),
                 "job_id": request.job_id,
                 "topic": request.topic,
+                "worker_id": None,  # not chosen yet: the check comes before the dispatch
                 "tenant_id": request.tenant_id,
                 "rule_id": decision.rule_id,
                 "decision": decision.decision.value,

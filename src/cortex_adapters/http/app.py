@@ -5,6 +5,10 @@ Every error is JSON ``{"error": <code>, "message": <text>, "field": <name>?, "li
 401 without a valid API key, 404 for an unknown job (or another tenant's), 409 for an action
 the job's state doesn't allow (with the state), 413 for a body or prompt that is too large,
 429 past the key's rate limit (with ``Retry-After``), 503 when a dependency is down.
+
+Every request is a server span (its trace context taken from the caller's ``traceparent``, if
+any; a job submitted in it takes its trace id) and is counted and timed by route template and
+status when the gateway has ``metrics``, which ``GET /metrics`` then shows.
 """
 
 from __future__ import annotations
@@ -13,21 +17,27 @@ import asyncio
 import datetime as dt
 import math
 import re
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import msgspec
 from litestar import Controller, Litestar, Request, Response, get, post
 from litestar.di import NamedDependency, Provide
+from litestar.enums import ScopeType
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.openapi import OpenAPIConfig, ResponseSpec
 from litestar.openapi.spec import Components, SecurityScheme
 from litestar.params import FromPath, FromQuery, JSONBody
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
+from opentelemetry import propagate
+from opentelemetry.trace import SpanKind
 
+from cortex_adapters.telemetry.tracing import TRACER
 from cortex_core.access import Gatekeeper
 from cortex_core.errors import (
     InvalidField,
@@ -65,6 +75,21 @@ class Probe:
     ping: Callable[[], Awaitable[None]]
 
 
+class RequestMetrics(Protocol):
+    """What the gateway records of each request, and shows on ``GET /metrics``."""
+
+    content_type: str
+
+    def observe_request(self, method: str, route: str, status: int, seconds: float) -> None: ...
+
+    def exposition(self) -> bytes: ...
+
+
+UNMATCHED_ROUTE = "<unmatched>"
+"""The route label of a request no route matched (a 404): never the raw path, which would make
+a new series per path."""
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Gateway:
     """What the REST gateway serves from."""
@@ -81,6 +106,8 @@ class Gateway:
     """How often ``GET /v1/jobs/{id}/events`` looks at the job."""
     events_keepalive_s: float = 15.0
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    metrics: RequestMetrics | None = None
+    """This process's metrics: requests are recorded there, and ``GET /metrics`` shows them."""
 
 
 # -- bodies --------------------------------------------------------------------------------
@@ -274,14 +301,25 @@ class JobsController(Controller):
         )
         return JobList.of(page)
 
-    @get("/{job_id:str}", summary="A job's status", responses=_errors(404))
+    @get(
+        "/{job_id:str}",
+        summary="A job's status",
+        description="With `wait_s` (0 < wait_s ≤ 60), waits up to that long for the job to "
+        "end, and answers as soon as it has (or with its status when the time is up).",
+        responses=_errors(400, 404),
+    )
     async def status(
         self,
         job_id: FromPath[str],
         frontdoor: NamedDependency[FrontDoor],
         tenant: NamedDependency[str],
+        wait_s: FromQuery[float | None] = None,
     ) -> JobView:
-        return JobView.of(await frontdoor.status(job_id, tenant))
+        if wait_s is None:
+            return JobView.of(await frontdoor.status(job_id, tenant))
+        if not math.isfinite(wait_s):
+            raise InvalidField("wait_s", "wait_s must be a finite number of seconds")
+        return JobView.of(await frontdoor.wait(job_id, tenant, wait_s))
 
     @get(
         "/{job_id:str}/result",
@@ -462,6 +500,14 @@ async def list_workers(
     )
 
 
+@get("/metrics", include_in_schema=False)
+async def metrics(gateway: NamedDependency[Gateway]) -> Response[bytes]:
+    """Prometheus text format; 404 on a gateway built without metrics."""
+    if gateway.metrics is None:
+        raise HTTPException(status_code=404, detail="this gateway has no metrics")
+    return Response(gateway.metrics.exposition(), media_type=gateway.metrics.content_type)
+
+
 @get("/healthz", summary="Liveness: the process is up", tags=["health"])
 async def healthz() -> dict[str, str]:
     return {"status": "ok"}
@@ -583,13 +629,14 @@ def create_app(
         ),
         security=[{"ApiKey": []}] if gateway.gatekeeper.auth_enabled else None,
     )
-    return Litestar(
+    app = Litestar(
         route_handlers=[
             JobsController,
             DeadLetterController,
             list_workers,
             healthz,
             readyz,
+            metrics,
         ],
         dependencies={
             "frontdoor": Provide(lambda: gateway.frontdoor, use_cache=True, sync_to_thread=False),
@@ -614,3 +661,50 @@ def create_app(
         debug=debug,
         logging_config=None,  # the app that runs this configures logging
     )
+    # Around the whole app, routing included: a 404 or 405 is traced and counted too.
+    app.asgi_handler = _observed(app.asgi_handler, gateway.metrics)
+    return app
+
+
+def _observed(handler: ASGIApp, metrics: RequestMetrics | None) -> ASGIApp:
+    """``handler`` inside a server span per HTTP request, recorded in ``metrics``."""
+
+    async def observed(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != ScopeType.HTTP:
+            await handler(scope, receive, send)
+            return
+        method: str = scope["method"]
+        status = 500
+
+        async def send_observed(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        carrier = {
+            k.decode("latin-1"): v.decode("latin-1")
+            for k, v in scope["headers"]
+            if k in (b"traceparent", b"tracestate")
+        }
+        started = time.perf_counter()
+        with TRACER.start_as_current_span(
+            method, context=propagate.extract(carrier), kind=SpanKind.SERVER
+        ) as span:
+            try:
+                await handler(scope, receive, send_observed)
+            finally:
+                route = scope.get("path_template") or UNMATCHED_ROUTE
+                if span.is_recording():
+                    span.update_name(f"{method} {route}")
+                    span.set_attributes(
+                        {
+                            "http.request.method": method,
+                            "http.route": route,
+                            "http.response.status_code": status,
+                        }
+                    )
+                if metrics is not None:
+                    metrics.observe_request(method, route, status, time.perf_counter() - started)
+
+    return observed

@@ -27,6 +27,7 @@ from nats.aio.subscription import Subscription as CoreSubscription
 from nats.js import JetStreamContext, api
 
 from cortex_adapters.nats._names import durable_consumer_name, ephemeral_consumer_name
+from cortex_adapters.telemetry.tracing import consuming
 from cortex_core.bus_protocol import is_durable_subject
 from cortex_core.errors import CodecError
 from cortex_core.messages import BusPacket
@@ -298,7 +299,8 @@ class JetStreamPart:
                 )
                 return
             try:
-                await self._handler(packet)
+                with consuming(subject, packet, msg.headers):
+                    await self._handler(packet)
             except Exception as exc:
                 await self._handler_failed(msg, packet, subject, exc)
                 return
@@ -425,17 +427,18 @@ class CorePart:
             return
         await self._slots.acquire()
         await self._slots.run_acquired(
-            self._process(subject, msg.data), name=f"bus-handle:{subject}"
+            self._process(subject, msg.data, msg.headers), name=f"bus-handle:{subject}"
         )
 
-    async def _process(self, subject: str, data: bytes) -> None:
+    async def _process(self, subject: str, data: bytes, headers: dict[str, str] | None) -> None:
         try:
             packet = self._wire.codec.decode(data)
         except CodecError as exc:
             self._wire.drop("undecodable", subject, error=str(exc))
             return
         try:
-            await self._handler(packet)
+            with consuming(subject, packet, headers):
+                await self._handler(packet)
         except Exception as exc:
             log.error(
                 "handler_failed_dropping",

@@ -1,4 +1,4 @@
-"""Names on the wire: subject prefixes, the stream, consumers, and the W3C ``traceparent``."""
+"""Names on the wire: subject prefixes, the stream and its consumers."""
 
 from __future__ import annotations
 
@@ -53,16 +53,6 @@ def durable_consumer_name(queue: str, subject: str) -> str:
 def ephemeral_consumer_name(client_name: str, subject: str) -> str:
     """A consumer of one fan-out subscription: unique, readable in ``nats consumer ls``."""
     return f"{_readable(client_name, 30)}__{_readable(subject, 40)}_{secrets.token_hex(5)}"
-
-
-def traceparent(trace_id: str) -> str | None:
-    """W3C ``traceparent`` for a packet's trace id, with a fresh span id; None if not valid."""
-    if _TRACE_ID.fullmatch(trace_id) is None or trace_id == _ZERO_TRACE_ID:
-        return None
-    span_id = secrets.token_hex(8)
-    if span_id == "0" * 16:  # all-zero is invalid; 2**-64, but the header must stay valid
-        span_id = "0" * 15 + "1"
-    return f"00-{trace_id}-{span_id}-01"
 
 
 def redact_url(url: str) -> str:

@@ -24,7 +24,8 @@ Guarantees (``durable=True``, the default; docs/adr/0005 and BUS_PROTOCOL.md sec
 * **Order.** With ``max_in_flight=1`` a subscription handles one packet at a time, in stream
   (publish) order; a redelivered packet may be overtaken by later ones.
 
-Every publish carries a W3C ``traceparent`` header when the packet has a valid trace id.
+Every publish carries a W3C ``traceparent`` header when the packet has a valid trace id, and
+every publish and handled packet is a span (``cortex_adapters.telemetry.tracing``).
 ``subject_prefix`` namespaces subjects, the stream and its consumers, so several deployments
 or test runs can share one server. The connection reconnects forever with jittered
 exponential backoff; every connection event is logged and counted (``inc_bus_event``).
@@ -52,7 +53,8 @@ from cortex_adapters.nats._consumers import (
     NatsSubscription,
     Wire,
 )
-from cortex_adapters.nats._names import check_prefix, redact_url, stream_name, traceparent
+from cortex_adapters.nats._names import check_prefix, redact_url, stream_name
+from cortex_adapters.telemetry.tracing import producing
 from cortex_core.bus_protocol import (
     DURABLE_SUBJECTS,
     durable_coverage,
@@ -65,7 +67,6 @@ from cortex_core.ports import Metrics, PacketCodec, PacketHandler
 log = logging.getLogger("cortex.bus")
 
 MSG_ID_HEADER = "Nats-Msg-Id"
-TRACEPARENT_HEADER = "traceparent"
 
 
 class BusClosed(RuntimeError):
@@ -376,18 +377,16 @@ class NatsBus:
         if not is_valid_topic(subject):
             raise ValueError(f"cannot publish to {subject!r}: not a literal subject")
         data = self._codec.encode(packet)
-        headers: dict[str, str] = {}
-        if (tp := traceparent(packet.trace_id)) is not None:
-            headers[TRACEPARENT_HEADER] = tp
-        if self._durable and is_durable_subject(subject):
-            msg_id = dedup_id(packet, subject)
-            if msg_id is not None:
-                headers[MSG_ID_HEADER] = msg_id
-            await self._publish_stored(
-                wire.nc, wire.js, subject, data, headers, retry=msg_id is not None
-            )
-        else:
-            await wire.nc.publish(self._prefix + subject, data, headers=headers or None)
+        with producing(subject, packet) as headers:  # a span; its trace context in the headers
+            if self._durable and is_durable_subject(subject):
+                msg_id = dedup_id(packet, subject)
+                if msg_id is not None:
+                    headers[MSG_ID_HEADER] = msg_id
+                await self._publish_stored(
+                    wire.nc, wire.js, subject, data, headers, retry=msg_id is not None
+                )
+            else:
+                await wire.nc.publish(self._prefix + subject, data, headers=headers or None)
 
     async def _publish_stored(
         self,

@@ -224,10 +224,15 @@ class Worker:
             return
         async with self._slots:  # all subscriptions together: at most max_parallel_jobs
             self._active += 1
+            started = time.perf_counter()
             try:
                 result = await self._execute(request, packet.trace_id)
             finally:
                 self._active -= 1
+        if self._metrics is not None:
+            self._metrics.observe_execution(
+                self.config.pool, result.status.value, time.perf_counter() - started
+            )
         # Raises if the bus is down: the job packet is then not acknowledged, and comes back.
         await self._bus.publish(
             SUBJECT_JOB_RESULT,
@@ -267,6 +272,7 @@ class Worker:
                     "job_cancelling",
                     extra={
                         "component": "worker",
+                        "trace_id": packet.trace_id,
                         "job_id": job_id,
                         "attempt": attempt,
                         "worker_id": self.config.worker_id,
