@@ -13,7 +13,8 @@ import asyncio
 import os
 import socket
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any
 
 import uvicorn
 from litestar import Litestar
@@ -260,10 +261,21 @@ def _gateway(args: argparse.Namespace) -> int:
     return _serve_http(gateway_app(settings), args, mode, settings.no_auth)
 
 
+def _run(main: Coroutine[Any, Any, None]) -> None:
+    """Run ``main`` on uvloop where it is installed (Linux and macOS; docs/adr/0013), which
+    the gateway's uvicorn also picks; on asyncio's own loop otherwise."""
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(main)
+    else:
+        uvloop.run(main)
+
+
 def _scheduler(args: argparse.Namespace) -> int:
     from cortex_apps.distributed import run_scheduler
 
-    asyncio.run(run_scheduler(_settings(args)))
+    _run(run_scheduler(_settings(args)))
     return 0
 
 
@@ -275,14 +287,14 @@ def _worker(args: argparse.Namespace) -> int:
         kind = custom_kind(args.handler, args.pool, args.topic)
     else:
         kind = BUILTIN[args.kind]()
-    asyncio.run(run_worker(_settings(args), kind))
+    _run(run_worker(_settings(args), kind))
     return 0
 
 
 def _safety_kernel(args: argparse.Namespace) -> int:
     from cortex_apps.distributed import run_safety_kernel
 
-    asyncio.run(run_safety_kernel(_settings(args)))
+    _run(run_safety_kernel(_settings(args)))
     return 0
 
 

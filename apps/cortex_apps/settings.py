@@ -34,6 +34,7 @@ ENV_VARS: Mapping[str, str] = {
     "stale_after_s": "CORTEX_STALE_AFTER_S",
     "sweep_interval_s": "CORTEX_SWEEP_INTERVAL_S",
     "max_attempts": "CORTEX_MAX_ATTEMPTS",
+    "scheduler_max_in_flight": "CORTEX_SCHEDULER_MAX_IN_FLIGHT",
     "retry_backoff_s": "CORTEX_RETRY_BACKOFF_S",
     "overrun_grace_s": "CORTEX_OVERRUN_GRACE_S",
     "worker_id": "CORTEX_WORKER_ID",
@@ -83,6 +84,8 @@ class Settings:
     stale_after_s: float = 15.0
     sweep_interval_s: float = 1.0
     """How often a scheduler looks for jobs whose worker went silent or whose deadline passed."""
+    scheduler_max_in_flight: int = 64
+    """Submits, and results, one scheduler handles at once."""
     max_attempts: int = 3
     """Attempts a job gets (its worker went silent, or it overran ``timeout_s``) before it FAILS."""
     retry_backoff_s: float = 1.0

@@ -93,6 +93,10 @@ class SchedulerConfig:
     orphan_after_s: float = 60.0
     """A job left PENDING this long without a scheduler having seen it (its submit was lost,
     or its publish failed and could not be undone) is taken up by the sweep."""
+    max_in_flight: int = 64
+    """Submits, and results, one replica handles at once. Each waits mostly on I/O (the job
+    store, the Safety Kernel, the bus); every change is a compare-and-set and a slot is
+    reserved before anything awaits, so concurrent decisions are as safe as replicas'."""
     sweep_interval_s: float = 1.0
     """How often the app calls ``sweep()`` (it bounds the window of the re-publish below)."""
     republish_after_s: float = 5.0
@@ -139,8 +143,18 @@ class Scheduler:
         self._started_at = self._clock.now()
         await self._recover_waiting()
         self._subscriptions = [
-            await self._bus.subscribe(SUBJECT_JOB_SUBMIT, self.on_submit, queue=QUEUE_SCHEDULER),
-            await self._bus.subscribe(SUBJECT_JOB_RESULT, self.on_result, queue=QUEUE_SCHEDULER),
+            await self._bus.subscribe(
+                SUBJECT_JOB_SUBMIT,
+                self.on_submit,
+                queue=QUEUE_SCHEDULER,
+                max_in_flight=self._config.max_in_flight,
+            ),
+            await self._bus.subscribe(
+                SUBJECT_JOB_RESULT,
+                self.on_result,
+                queue=QUEUE_SCHEDULER,
+                max_in_flight=self._config.max_in_flight,
+            ),
             await self._bus.subscribe(SUBJECT_HEARTBEAT_ALL, self.on_heartbeat),
         ]
 

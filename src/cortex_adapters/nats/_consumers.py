@@ -35,6 +35,9 @@ from cortex_core.ports import Metrics, PacketCodec, PacketHandler
 
 log = logging.getLogger("cortex.bus")
 
+MAX_FETCH_BATCH = 64
+"""The most messages one pull asks for (never more than the subscription's free slots)."""
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ConsumerSettings:
@@ -84,6 +87,14 @@ class _Slots:
 
     async def acquire(self) -> None:
         await self._free.acquire()
+
+    async def take_free(self, most: int) -> int:
+        """Take up to ``most`` more slots that are free right now (never waits for one)."""
+        taken = 0
+        while taken < most and not self._free.locked():
+            await self._free.acquire()  # free: returns at once
+            taken += 1
+        return taken
 
     def release(self) -> None:
         self._free.release()
@@ -146,7 +157,7 @@ class JetStreamPart:
         self._psub: JetStreamContext.PullSubscription | None = None
         self._loop: asyncio.Task[None] | None = None
         self._keepalive: asyncio.Task[None] | None = None
-        self._fetching: asyncio.Task[Msg] | None = None
+        self._fetching: asyncio.Task[list[Msg]] | None = None
         self._in_flight: dict[int, Msg] = {}
         self._stopping = False
         self._failures = 0
@@ -204,13 +215,12 @@ class JetStreamPart:
                 extra={"component": "bus", "stream": self._stream, "consumer": self.consumer},
             )
 
-    async def _next(self, backoff_s: float) -> Msg:
+    async def _next(self, backoff_s: float, batch: int) -> list[Msg]:
         if backoff_s:
             await asyncio.sleep(backoff_s)
         await self._wire.connected.wait()  # no pull requests piling up while reconnecting
         assert self._psub is not None
-        msgs = await self._psub.fetch(1, timeout=self._wire.settings.fetch_timeout_s)
-        return msgs[0]
+        return await self._psub.fetch(batch, timeout=self._wire.settings.fetch_timeout_s)
 
     async def _run(self) -> None:
         while True:
@@ -218,18 +228,25 @@ class JetStreamPart:
             if self._stopping:
                 self._slots.release()
                 return
-            msg, go_on = await self._fetch()
-            if msg is None:
+            # One pull for as many messages as there are free slots (what is stored now comes
+            # at once; an idle pull waits for the first): a burst costs one round trip per
+            # batch, not per message, and every message fetched has its slot already.
+            batch = 1 + await self._slots.take_free(MAX_FETCH_BATCH - 1)
+            msgs, go_on = await self._fetch(batch)
+            for _ in range(batch - len(msgs)):
                 self._slots.release()
-                if not go_on:
-                    return
-                continue
-            await self._slots.run_acquired(self._process(msg), name=f"bus-handle:{self.subject}")
+            for msg in msgs:
+                await self._slots.run_acquired(
+                    self._process(msg), name=f"bus-handle:{self.subject}"
+                )
+            if not go_on:
+                return
 
-    async def _fetch(self) -> tuple[Msg | None, bool]:
-        """One message, or None (idle, kicked, failed); and whether the loop may go on."""
+    async def _fetch(self, batch: int) -> tuple[list[Msg], bool]:
+        """Up to ``batch`` messages, or none (idle, kicked, failed); and whether the loop may
+        go on."""
         backoff_s = min(0.1 * 2 ** (self._failures - 1), 5.0) if self._failures else 0.0
-        fetch = asyncio.create_task(self._next(backoff_s), name=f"bus-fetch1:{self.subject}")
+        fetch = asyncio.create_task(self._next(backoff_s, batch), name=f"bus-fetch:{self.subject}")
         self._fetching = fetch
         try:
             await asyncio.wait({fetch})
@@ -238,10 +255,10 @@ class JetStreamPart:
             if not fetch.done():
                 fetch.cancel()
         if fetch.cancelled():
-            return None, True  # stop() or kick(): the loop looks at _stopping again
+            return [], True  # stop() or kick(): the loop looks at _stopping again
         exc = fetch.exception()
         if exc is not None:
-            return None, await self._fetch_failed(exc)
+            return [], await self._fetch_failed(exc)
         self._failures = 0
         return fetch.result(), True
 
