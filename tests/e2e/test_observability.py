@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import grpc
 import httpx
 import nats
 import pytest
@@ -31,7 +32,10 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 from prometheus_client.parser import text_string_to_metric_families
 
+from cortex_adapters.grpc.cortex_api import SUBMIT_JOB_METHOD
 from cortex_adapters.nats import stream_name
+from cortex_proto.cortex import v1
+from tests.nats_server import free_port
 from tests.processes import Proc, claim_private_redis_db
 
 pytestmark = [pytest.mark.processes, pytest.mark.nats, pytest.mark.redis]
@@ -137,6 +141,7 @@ def otlp_receiver() -> Iterator[Receiver]:
 @dataclass
 class Stack:
     base: str
+    grpc_target: str
     kernel: Proc
     scheduler: Proc
     gateway: Proc
@@ -183,7 +188,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             "CORTEX_API_KEYS": "",
             "CORTEX_API_KEYS_FILE": "",
             "CORTEX_RATE_LIMIT_PER_S": "0",
-            "CORTEX_GRPC_ADDR": "127.0.0.1:0",
+            "CORTEX_GRPC_ADDR": f"127.0.0.1:{free_port()}",
         }
         try:
             kernel = Proc("safety-kernel", "--address", "127.0.0.1:0", env=env)
@@ -205,7 +210,17 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
                 for w, wid in zip(workers, worker_ids, strict=True)
             ]
             urls["gateway"] = [f"{base}/metrics"]
-            yield Stack(base, kernel, scheduler, gateway, workers, worker_ids, urls, receiver)
+            yield Stack(
+                base,
+                env["CORTEX_GRPC_ADDR"],
+                kernel,
+                scheduler,
+                gateway,
+                workers,
+                worker_ids,
+                urls,
+                receiver,
+            )
             for p in procs:
                 assert "Traceback" not in p.output, p.output
         finally:
@@ -471,6 +486,33 @@ def test_a_callers_traceparent_becomes_the_jobs_trace(stack: Stack) -> None:
     wait_until(lambda: any(s.name == "POST /v1/jobs" for s in stack.receiver.of_trace(trace_id)))
     request = next(s for s in stack.receiver.of_trace(trace_id) if s.name == "POST /v1/jobs")
     assert request.parent_id == parent
+
+
+def test_a_grpc_callers_trace_context_becomes_the_jobs_trace(stack: Stack) -> None:
+    trace_id, parent = uuid.uuid4().hex, uuid.uuid4().hex[:16]
+    with grpc.insecure_channel(stack.grpc_target) as channel:
+        submit_job = channel.unary_unary(
+            SUBMIT_JOB_METHOD,
+            request_serializer=v1.SubmitJobRequest.SerializeToString,
+            response_deserializer=v1.SubmitJobResponse.FromString,
+        )
+        submitted = submit_job(
+            v1.SubmitJobRequest(prompt="over gRPC", topic="job.echo"),
+            metadata=(("traceparent", f"00-{trace_id}-{parent}-01"),),
+            timeout=15,
+        )
+    assert submitted.trace_id == trace_id
+    with httpx.Client(base_url=stack.base, timeout=10) as client:
+        assert wait_terminal(client, submitted.job_id)["status"] == "COMPLETED"
+
+    def names() -> set[str]:
+        return {s.name for s in stack.receiver.of_trace(trace_id)}
+
+    wait_until(lambda: {"cortex.v1.CortexApi/SubmitJob", "sys.job.result process"} <= names())
+    server = next(
+        s for s in stack.receiver.of_trace(trace_id) if s.name == "cortex.v1.CortexApi/SubmitJob"
+    )
+    assert server.parent_id == parent
 
 
 def test_every_log_line_of_a_job_carries_its_ids_and_each_state_change_is_one_line(

@@ -33,6 +33,7 @@ import betterproto2
 import grpc
 
 from cortex_adapters.grpc._serving import Serving, serve
+from cortex_adapters.telemetry.tracing import grpc_server_span
 from cortex_core.access import Gatekeeper
 from cortex_core.errors import (
     InvalidField,
@@ -316,10 +317,14 @@ class CortexApiServer:
         context: Context,
         work: Callable[[bytes, str], Awaitable[bytes]],
     ) -> bytes:
-        """Authenticate, do ``work(data, tenant)``, and turn any error into a status."""
+        """Authenticate, do ``work(data, tenant)``, and turn any error into a status.
+
+        The call is a server span, child of the caller's trace context if it sent one: a job
+        submitted in it takes its trace id, as over REST."""
         try:
-            tenant = self._gatekeeper.admit(_api_key(context))
-            return await work(data, tenant)
+            with grpc_server_span(f"/{SERVICE_NAME}/{method}", context.invocation_metadata()):
+                tenant = self._gatekeeper.admit(_api_key(context))
+                return await work(data, tenant)
         except Exception as exc:
             error = grpc_error(exc)
             if error is None:
