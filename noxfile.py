@@ -3,6 +3,9 @@ benchmarks (never part of the tests)."""
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import nox
 
 nox.options.default_venv_backend = "uv|virtualenv"
@@ -73,14 +76,59 @@ def proto_check(session: nox.Session) -> None:
     session.run("python", "tools/gen_proto.py", "--check")
 
 
+BENCH_PEERS: dict[str, tuple[str, ...]] = {
+    # Each peer of the end-to-end benchmark (bench/bench_e2e.py) in a virtualenv of its own, so
+    # that none of their dependencies enters the project's environment. Pinned to the releases
+    # the benchmark was written against.
+    "celery": ("celery[redis]==5.7.0",),
+    "dramatiq": ("dramatiq[redis]==2.2.1",),
+    "taskiq": ("taskiq==0.13.0", "taskiq-nats==0.7.0", "taskiq-redis==1.2.4"),
+}
+
+
 @nox.session
 def bench(session: nox.Session) -> None:
     """Benchmarks (not tests), each against a baseline measured in the same run: the bus codec
-    (÷ betterproto2), the Safety Kernel's Check over gRPC (÷ the in-process checker), and the
+    (÷ betterproto2), the Safety Kernel's Check over gRPC (÷ the in-process checker), the
     REST gateway over HTTP, embedded and on real NATS and Redis (÷ GET /healthz, ÷ a Redis
-    SET+GET). ``-- --quick`` runs fewer iterations."""
-    session.install("-e", ".")
-    session.run("python", "bench/bench_codec.py", *session.posargs)
-    session.run("python", "bench/bench_safety.py", *session.posargs)
-    session.run("python", "bench/bench_scheduler.py", *session.posargs)
-    session.run("python", "bench/bench_gateway.py", *session.posargs)
+    SET+GET), and the whole pipeline end to end against a raw NATS+Redis floor and Celery,
+    Dramatiq and Taskiq (bench/bench_e2e.py; results in bench/results/e2e.json and e2e.png).
+    ``-- --quick`` runs fewer iterations; the other arguments go to bench_e2e.py."""
+    session.install("-e", ".[bench]")
+    quick = [a for a in session.posargs if a == "--quick"]
+    session.run("python", "bench/bench_codec.py", *quick)
+    session.run("python", "bench/bench_safety.py", *quick)
+    session.run("python", "bench/bench_scheduler.py", *quick)
+    session.run("python", "bench/bench_gateway.py", *quick)
+    # On Ctrl-C it stops the processes it started, which takes seconds: nox must not kill it
+    # first (by default nox gives a child 0.3 s after SIGINT, then 0.2 s after SIGTERM).
+    session.run(
+        "python", "bench/bench_e2e.py", *_peer_pythons(session), *session.posargs,
+        interrupt_timeout=120, terminate_timeout=30,
+    )  # fmt: skip
+
+
+def _peer_pythons(session: nox.Session) -> list[str]:
+    """Install the peers' virtualenvs (``nox -s bench-peer-<name> --install-only``, reused like
+    every session's) and point bench_e2e.py at their interpreters."""
+    sessions = [f"bench-peer-{peer}" for peer in BENCH_PEERS]
+    envdir = Path(str(session.virtualenv.location)).parent
+    session.run_install(
+        sys.executable, "-m", "nox", "--envdir", str(envdir), "--install-only",
+        "-s", *sessions, external=True,
+    )  # fmt: skip
+    return [f"--peer-python={s.removeprefix('bench-peer-')}={envdir / s / 'bin' / 'python'}"
+            for s in sessions]  # fmt: skip
+
+
+def _peer_session(peer: str, requirements: tuple[str, ...]) -> None:
+    @nox.session(name=f"bench-peer-{peer}")
+    def peer_session(session: nox.Session) -> None:
+        session.install(*requirements)
+        session.run("python", "-c", f"import {peer}; print({peer}.__name__, {peer}.__version__)")
+
+    peer_session.__doc__ = f"The {peer} peer of bench/bench_e2e.py: {', '.join(requirements)}."
+
+
+for _peer, _requirements in BENCH_PEERS.items():
+    _peer_session(_peer, _requirements)

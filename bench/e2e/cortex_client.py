@@ -1,0 +1,182 @@
+"""Cortex's two clients: over REST (the gateway), and on the bus (Cortex's own FrontDoor in this
+process, no HTTP).
+
+``rest``: per job, ``POST /v1/jobs {"prompt", "topic": "job.echo"}`` (202, the job id), then
+``GET /v1/jobs/{id}?wait_s=30`` until the status is terminal (a long poll where the gateway
+supports ``wait_s``; where it does not, the GET answers at once and the client asks again
+after ``--poll-ms``), then ``GET /v1/jobs/{id}/result`` and the echo is checked. One keep-alive
+HTTP/1.1 connection per job in flight (bench_gateway.py's raw asyncio client: prebuilt
+requests, responses read by Content-Length), fresh ones before each phase.
+
+``bus``: ``FrontDoor.submit(SubmitJob(prompt, topic="job.echo"))`` on NATS and Redis, exactly
+what the gateway's handler calls, then ``FrontDoor.wait(job_id, tenant_id="", timeout_s=30)``
+where the FrontDoor has it (else ``FrontDoor.status`` every ``--poll-ms``), then
+``FrontDoor.result`` and the echo is checked.
+
+Both report ``status_calls_per_job``: 1 means the wait was a single call (a long poll).
+
+Environment: ``BENCH_CORTEX_MODE`` (``rest`` or ``bus``), ``BENCH_CORTEX_URL`` (rest: the
+gateway), and for ``bus`` the settings of the Cortex processes (``NATS_URL``, ``REDIS_URL``,
+``CORTEX_SUBJECT_PREFIX``, …).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import time
+from contextlib import AsyncExitStack
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+HERE = Path(__file__).resolve().parent
+sys.path[:0] = [str(HERE), str(HERE.parent)]
+
+from bench_gateway import Connection, get, post  # noqa: E402
+from loadgen import client_main  # noqa: E402
+
+from cortex_apps.distributed import build_container  # noqa: E402
+from cortex_apps.runtime import running  # noqa: E402
+from cortex_apps.settings import Settings  # noqa: E402
+from cortex_core.frontdoor import FrontDoor, SubmitJob  # noqa: E402
+from cortex_core.ports import Lifecycle  # noqa: E402
+
+TOPIC = "job.echo"
+TERMINAL = {"COMPLETED", "FAILED", "DENIED", "CANCELLED", "TIMEOUT"}
+WAIT_S = 30
+
+
+class RestClient:
+    def __init__(self, base: str, poll_s: float, timeout_s: float) -> None:
+        split = urlsplit(base)
+        self._timeout_s = timeout_s
+        self._host = split.netloc
+        self._address = (split.hostname or "127.0.0.1", split.port or 80)
+        self._poll_s = poll_s
+        self._idle: list[Connection] = []
+        self._status_calls = 0
+        self._jobs = 0
+
+    async def start(self, max_concurrency: int) -> None:
+        pass
+
+    async def prepare(self, concurrency: int) -> None:
+        """Fresh connections (uvicorn closes one left idle for 5 s), one per job in flight."""
+        await self._close_all()
+        self._idle = [await Connection.open(*self._address) for _ in range(concurrency)]
+
+    async def _send(self, conn: Connection, request: bytes, want: int) -> dict[str, Any]:
+        status, body = await conn.send(request)
+        if status != want:
+            raise RuntimeError(f"{request[:40]!r} answered {status}: {body[:300]!r}")
+        doc: dict[str, Any] = json.loads(body)
+        return doc
+
+    async def submit_and_wait(self, payload: str) -> str:
+        self._jobs += 1
+        conn = self._idle.pop()  # as many connections as jobs in flight
+        try:
+            body = json.dumps({"prompt": payload, "topic": TOPIC}).encode()
+            job_id = (await self._send(conn, post(self._host, "/v1/jobs", body), 202))["job_id"]
+            status_request = get(self._host, f"/v1/jobs/{job_id}?wait_s={WAIT_S}")
+            deadline = time.monotonic() + self._timeout_s
+            while True:
+                asked = time.monotonic()
+                self._status_calls += 1
+                job = await self._send(conn, status_request, 200)
+                if job["status"] in TERMINAL:
+                    break
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"job {job_id} still {job['status']}")
+                if time.monotonic() - asked < 1.0:  # answered at once: no long poll here
+                    await asyncio.sleep(self._poll_s)
+            if job["status"] != "COMPLETED":
+                raise RuntimeError(f"job ended {job['status']}: {job.get('reason')}")
+            result = await self._send(conn, get(self._host, f"/v1/jobs/{job_id}/result"), 200)
+        finally:
+            self._idle.append(conn)
+        echo: str = result["echo"]
+        return echo
+
+    def phase_stats(self) -> dict[str, float]:
+        stats = {"status_calls_per_job": self._status_calls / max(1, self._jobs)}
+        self._status_calls = self._jobs = 0
+        return stats
+
+    async def _close_all(self) -> None:
+        for conn in self._idle:
+            await conn.close()
+        self._idle = []
+
+    async def close(self) -> None:
+        await self._close_all()
+
+
+class BusClient:
+    def __init__(self, poll_s: float, timeout_s: float) -> None:
+        self._poll_s = poll_s
+        self._timeout_s = timeout_s
+        self._stack = AsyncExitStack()
+        self._status_calls = 0
+        self._jobs = 0
+
+    async def start(self, max_concurrency: int) -> None:
+        container = build_container(Settings.load(), "bench-e2e-client")
+        components: list[Lifecycle] = [container.bus(), container.memory(), container.jobs()]
+        if hasattr(container.services, "watch"):  # what wakes FrontDoor.wait, as in the gateway
+            components.append(container.services.watch())
+        await self._stack.enter_async_context(running(components))
+        self._frontdoor: FrontDoor = container.services.frontdoor()
+        self._wait = getattr(self._frontdoor, "wait", None)
+
+    async def prepare(self, concurrency: int) -> None:
+        pass
+
+    async def submit_and_wait(self, payload: str) -> str:
+        self._jobs += 1
+        fd = self._frontdoor
+        job_id = (await fd.submit(SubmitJob(prompt=payload, topic=TOPIC))).job_id
+        if self._wait is not None:
+            self._status_calls += 1
+            job = await self._wait(job_id, tenant_id="", timeout_s=self._timeout_s)
+        else:
+            deadline = time.monotonic() + self._timeout_s
+            while True:
+                self._status_calls += 1
+                job = await fd.status(job_id)
+                if job.is_terminal or time.monotonic() > deadline:
+                    break
+                await asyncio.sleep(self._poll_s)
+        if not job.is_terminal:
+            raise TimeoutError(f"job {job_id} still {job.status}")
+        if job.status != "COMPLETED":
+            raise RuntimeError(f"job ended {job.status}: {getattr(job, 'reason', '')}")
+        _, data = await fd.result(job_id)
+        echo: str = json.loads(data)["echo"]
+        return echo
+
+    def phase_stats(self) -> dict[str, float]:
+        stats = {"status_calls_per_job": self._status_calls / max(1, self._jobs)}
+        self._status_calls = self._jobs = 0
+        return stats
+
+    async def close(self) -> None:
+        await self._stack.aclose()
+
+
+def _make(args: argparse.Namespace) -> RestClient | BusClient:
+    mode = os.environ.get("BENCH_CORTEX_MODE", "")
+    if mode == "rest":
+        return RestClient(os.environ["BENCH_CORTEX_URL"], args.poll_ms / 1000, args.timeout_s)
+    if mode == "bus":
+        return BusClient(args.poll_ms / 1000, args.timeout_s)
+    raise SystemExit(f"BENCH_CORTEX_MODE must be rest or bus, not {mode!r}")
+
+
+if __name__ == "__main__":
+    mode = os.environ.get("BENCH_CORTEX_MODE", "")
+    client_main(f"cortex ({mode})", _make, "cortex-control-plane", "nats-py", "redis")
