@@ -89,8 +89,9 @@ BENCH_PEERS: dict[str, tuple[str, ...]] = {
 @nox.session
 def bench(session: nox.Session) -> None:
     """Benchmarks (not tests), each against a baseline measured in the same run: the bus codec
-    (÷ betterproto2), the Safety Kernel's Check over gRPC (÷ the in-process checker), the
-    REST gateway over HTTP, embedded and on real NATS and Redis (÷ GET /healthz, ÷ a Redis
+    (÷ betterproto2), the Safety Kernel's Check over gRPC (÷ the in-process checker), scoring
+    and the scheduler's decisions over 10 to 10,000 workers, one JobStore transition (÷ a Redis
+    GET), the REST gateway over HTTP, embedded and on real NATS and Redis (÷ GET /healthz, ÷ a Redis
     SET+GET), and the whole pipeline end to end against a raw NATS+Redis floor and Celery,
     Dramatiq and Taskiq (bench/bench_e2e.py; results in bench/results/e2e.json and e2e.png).
     ``-- --quick`` runs fewer iterations; the other arguments go to bench_e2e.py."""
@@ -99,6 +100,7 @@ def bench(session: nox.Session) -> None:
     session.run("python", "bench/bench_codec.py", *quick)
     session.run("python", "bench/bench_safety.py", *quick)
     session.run("python", "bench/bench_scheduler.py", *quick)
+    session.run("python", "bench/bench_store.py", *quick)
     session.run("python", "bench/bench_gateway.py", *quick)
     # On Ctrl-C it stops the processes it started, which takes seconds: nox must not kill it
     # first (by default nox gives a child 0.3 s after SIGINT, then 0.2 s after SIGTERM).

@@ -14,19 +14,12 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.policies import FORBIDDEN_TOPIC_POLICY
+
 pytestmark = pytest.mark.e2e
 
 CORTEX = Path(sys.executable).with_name("cortex")
 ACCESS_ENV = ("CORTEX_API_KEYS", "CORTEX_API_KEYS_FILE", "CORTEX_NO_AUTH", "CORTEX_GRPC_ADDR")
-POLICY = """\
-policy:
-  default: {decision: ALLOW, reason: "no rule matched; default allow"}
-  rules:
-    - id: deny-forbidden
-      decision: DENY
-      reason: "topic job.forbidden is forbidden"
-      topic: "job.forbidden"
-"""
 
 
 def _env() -> dict[str, str]:
@@ -37,7 +30,7 @@ def _env() -> dict[str, str]:
 @pytest.fixture
 def cortex_up(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[str]]]:
     policy = tmp_path / "policy.yaml"
-    policy.write_text(POLICY)
+    policy.write_text(FORBIDDEN_TOPIC_POLICY)
     proc = subprocess.Popen(
         [
             str(CORTEX),

@@ -36,21 +36,13 @@ from cortex_adapters.grpc.cortex_api import SUBMIT_JOB_METHOD
 from cortex_adapters.nats import stream_name
 from cortex_proto.cortex import v1
 from tests.nats_server import free_port
+from tests.policies import FORBIDDEN_TOPIC_POLICY
 from tests.processes import Proc, claim_private_redis_db
 
 pytestmark = [pytest.mark.processes, pytest.mark.nats, pytest.mark.redis]
 
 NATS_URL = os.environ.get("NATS_URL", "nats://127.0.0.1:4222")
 TERMINAL = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "DENIED"}
-POLICY = """\
-policy:
-  default: {decision: ALLOW, reason: "no rule matched; default allow"}
-  rules:
-    - id: deny-forbidden
-      decision: DENY
-      reason: "topic job.forbidden is forbidden"
-      topic: "job.forbidden"
-"""
 METRICS_AT = r"metrics on (http://\S+/metrics)"
 
 
@@ -168,7 +160,7 @@ async def _delete_stream(prefix: str) -> None:
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     policy = tmp_path_factory.mktemp("observability") / "policy.yaml"
-    policy.write_text(POLICY)
+    policy.write_text(FORBIDDEN_TOPIC_POLICY)
     prefix = f"t{uuid.uuid4().hex[:10]}."
     store, redis_url = claim_private_redis_db()
     procs: list[Proc] = []

@@ -18,6 +18,7 @@ import redis
 
 from cortex_adapters.nats import stream_name
 from tests.fake_openai import FakeOpenAI
+from tests.policies import FORBIDDEN_TOPIC_POLICY
 from tests.processes import Proc, claim_private_redis_db
 
 pytestmark = [pytest.mark.processes, pytest.mark.nats, pytest.mark.redis]
@@ -98,17 +99,6 @@ def finished(
         j: s["status"] for j, s in states.items() if s["status"] in ("PENDING", "RUNNING")
     }
     raise AssertionError(f"{len(unfinished)} jobs unfinished after {timeout}s: {unfinished}")
-
-
-FORBIDDEN_TOPIC_POLICY = """\
-policy:
-  default: {decision: ALLOW, reason: "no rule matched; default allow"}
-  rules:
-    - id: deny-forbidden
-      decision: DENY
-      reason: "topic job.forbidden is forbidden"
-      topic: "job.forbidden"
-"""
 
 
 @pytest.fixture

@@ -13,24 +13,15 @@ from litestar.testing import AsyncTestClient
 
 from cortex_apps.up import build_app, build_container
 from cortex_core.messages import BusPacket, JobRequest
+from tests.policies import FORBIDDEN_TOPIC_POLICY
 
 pytestmark = pytest.mark.e2e
-
-POLICY = """\
-policy:
-  default: {decision: ALLOW, reason: "no rule matched; default allow"}
-  rules:
-    - id: deny-forbidden
-      decision: DENY
-      reason: "topic job.forbidden is forbidden"
-      topic: "job.forbidden"
-"""
 
 
 @pytest.fixture
 async def cortex(tmp_path: Path) -> AsyncIterator[tuple[AsyncTestClient[Any], list[str]]]:
     policy = tmp_path / "policy.yaml"
-    policy.write_text(POLICY)
+    policy.write_text(FORBIDDEN_TOPIC_POLICY)
     container = build_container(
         {
             "heartbeat_interval_s": 0.2,
