@@ -2,16 +2,15 @@
 process, no HTTP).
 
 ``rest``: per job, ``POST /v1/jobs {"prompt", "topic": "job.echo"}`` (202, the job id), then
-``GET /v1/jobs/{id}?wait_s=30`` until the status is terminal (a long poll where the gateway
-supports ``wait_s``; where it does not, the GET answers at once and the client asks again
-after ``--poll-ms``), then ``GET /v1/jobs/{id}/result`` and the echo is checked. One keep-alive
+``GET /v1/jobs/{id}/result?wait_s=30``: one long poll that answers with the result document
+once the job has ended (woken by the scheduler's ``sys.job.done`` notice), whose echo is
+checked. One keep-alive
 HTTP/1.1 connection per job in flight (bench_gateway.py's raw asyncio client: prebuilt
 requests, responses read by Content-Length), fresh ones before each phase.
 
 ``bus``: ``FrontDoor.submit(SubmitJob(prompt, topic="job.echo"))`` on NATS and Redis, exactly
-what the gateway's handler calls, then ``FrontDoor.wait(job_id, tenant_id="", timeout_s=30)``
-where the FrontDoor has it (else ``FrontDoor.status`` every ``--poll-ms``), then
-``FrontDoor.result`` and the echo is checked.
+what the gateway's handler calls, then ``FrontDoor.result(job_id, wait_s=30)`` (what the
+gateway's result route calls), and the echo and the COMPLETED status are checked.
 
 Both report ``status_calls_per_job``: 1 means the wait was a single call (a long poll).
 
@@ -23,11 +22,9 @@ gateway), and for ``bus`` the settings of the Cortex processes (``NATS_URL``, ``
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import sys
-import time
 from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
@@ -46,7 +43,6 @@ from cortex_core.frontdoor import FrontDoor, SubmitJob  # noqa: E402
 from cortex_core.ports import Lifecycle  # noqa: E402
 
 TOPIC = "job.echo"
-TERMINAL = {"COMPLETED", "FAILED", "DENIED", "CANCELLED", "TIMEOUT"}
 WAIT_S = 30
 
 
@@ -82,21 +78,11 @@ class RestClient:
         try:
             body = json.dumps({"prompt": payload, "topic": TOPIC}).encode()
             job_id = (await self._send(conn, post(self._host, "/v1/jobs", body), 202))["job_id"]
-            status_request = get(self._host, f"/v1/jobs/{job_id}?wait_s={WAIT_S}")
-            deadline = time.monotonic() + self._timeout_s
-            while True:
-                asked = time.monotonic()
-                self._status_calls += 1
-                job = await self._send(conn, status_request, 200)
-                if job["status"] in TERMINAL:
-                    break
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"job {job_id} still {job['status']}")
-                if time.monotonic() - asked < 1.0:  # answered at once: no long poll here
-                    await asyncio.sleep(self._poll_s)
-            if job["status"] != "COMPLETED":
-                raise RuntimeError(f"job ended {job['status']}: {job.get('reason')}")
-            result = await self._send(conn, get(self._host, f"/v1/jobs/{job_id}/result"), 200)
+            # One long poll: the result answers once the job has ended (409 if it has not
+            # within wait_s, which the client then reports as a failure).
+            self._status_calls += 1
+            result_request = get(self._host, f"/v1/jobs/{job_id}/result?wait_s={WAIT_S}")
+            result = await self._send(conn, result_request, 200)
         finally:
             self._idle.append(conn)
         echo: str = result["echo"]
@@ -126,12 +112,14 @@ class BusClient:
 
     async def start(self, max_concurrency: int) -> None:
         container = build_container(Settings.load(), "bench-e2e-client")
-        components: list[Lifecycle] = [container.bus(), container.memory(), container.jobs()]
-        if hasattr(container.services, "watch"):  # what wakes FrontDoor.wait, as in the gateway
-            components.append(container.services.watch())
+        components: list[Lifecycle] = [
+            container.bus(),
+            container.memory(),
+            container.jobs(),
+            container.services.watch(),  # what wakes FrontDoor.wait, as in the gateway
+        ]
         await self._stack.enter_async_context(running(components))
         self._frontdoor: FrontDoor = container.services.frontdoor()
-        self._wait = getattr(self._frontdoor, "wait", None)
 
     async def prepare(self, concurrency: int) -> None:
         pass
@@ -140,22 +128,10 @@ class BusClient:
         self._jobs += 1
         fd = self._frontdoor
         job_id = (await fd.submit(SubmitJob(prompt=payload, topic=TOPIC))).job_id
-        if self._wait is not None:
-            self._status_calls += 1
-            job = await self._wait(job_id, tenant_id="", timeout_s=self._timeout_s)
-        else:
-            deadline = time.monotonic() + self._timeout_s
-            while True:
-                self._status_calls += 1
-                job = await fd.status(job_id)
-                if job.is_terminal or time.monotonic() > deadline:
-                    break
-                await asyncio.sleep(self._poll_s)
-        if not job.is_terminal:
-            raise TimeoutError(f"job {job_id} still {job.status}")
+        self._status_calls += 1
+        job, data = await fd.result(job_id, wait_s=min(self._timeout_s, WAIT_S))
         if job.status != "COMPLETED":
             raise RuntimeError(f"job ended {job.status}: {getattr(job, 'reason', '')}")
-        _, data = await fd.result(job_id)
         echo: str = json.loads(data)["echo"]
         return echo
 

@@ -320,9 +320,16 @@ class FrontDoor:
                     return job
                 await ended.wait(min(left, self._recheck_s))
 
-    async def result(self, job_id: str, tenant_id: str = "") -> tuple[Job, bytes]:
-        """The finished job and its stored result document."""
-        job = await self.status(job_id, tenant_id)
+    async def result(
+        self, job_id: str, tenant_id: str = "", wait_s: float | None = None
+    ) -> tuple[Job, bytes]:
+        """The finished job and its stored result document; with ``wait_s``, after waiting up
+        to that long for the job to end (``wait``). ``ResultNotReady`` if it has not."""
+        job = await (
+            self.wait(job_id, tenant_id, wait_s)
+            if wait_s is not None
+            else self.status(job_id, tenant_id)
+        )
         if not job.is_terminal:
             raise ResultNotReady(job_id, job.status, f"job {job_id} is {job.status}; no result yet")
         if job.result_ptr is None:

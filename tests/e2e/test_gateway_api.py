@@ -358,6 +358,21 @@ def test_wait_s_answers_when_the_job_ends(a: httpx.Client, b: httpx.Client) -> N
     assert_error(b.get(f"/v1/jobs/{job_id}", params={"wait_s": 1}), 404, "not_found")
 
 
+def test_result_with_wait_s_is_one_request_from_submit_to_result(a: httpx.Client) -> None:
+    job_id = submit(a, "the whole way")
+    r = a.get(f"/v1/jobs/{job_id}/result", params={"wait_s": 20})
+    assert r.status_code == 200, r.text
+    assert r.json()["echo"] == "the whole way"
+    held = submit(a, labels={"review": "yes"})
+    wait_for_job(a, held, lambda j: j["status"] == "APPROVAL_REQUIRED")
+    r = a.get(f"/v1/jobs/{held}/result", params={"wait_s": 0.3})
+    assert assert_error(r, 409, "result_not_ready")["status"] == "APPROVAL_REQUIRED"
+    a.post(f"/v1/jobs/{held}/reject")
+    for bad in ("0", "61", "inf", "soon"):
+        r = a.get(f"/v1/jobs/{job_id}/result", params={"wait_s": bad})
+        assert_error(r, 400, "invalid_request", field="wait_s")
+
+
 def test_unknown_jobs_are_404_and_unfinished_results_409(a: httpx.Client) -> None:
     for method, path in [
         ("GET", "/v1/jobs/no-such-job"),

@@ -29,6 +29,7 @@ RECHECK_S = 30.0
 class Setup:
     frontdoor: FrontDoor
     jobs: InMemoryJobStore
+    memory: InMemoryMemoryStore
     bus: InMemoryBus
     watch: BusJobWatch
     clock: SystemClock
@@ -41,16 +42,17 @@ async def s() -> AsyncIterator[Setup]:
     jobs = InMemoryJobStore()
     watch = BusJobWatch(bus)
     await watch.start()
+    memory = InMemoryMemoryStore(clock=clock)
     fd = FrontDoor(
         bus=bus,
-        memory=InMemoryMemoryStore(clock=clock),
+        memory=memory,
         jobs=jobs,
         clock=clock,
         ids=SequentialIds(),
         watch=watch,
         recheck_s=RECHECK_S,
     )
-    yield Setup(fd, jobs, bus, watch, clock)
+    yield Setup(fd, jobs, memory, bus, watch, clock)
     await watch.close()
     await bus.close()
 
@@ -169,3 +171,15 @@ async def test_the_scheduler_announces_every_terminal_state() -> None:
     finally:
         await h.scheduler.close()
         await h.bus.close()
+
+
+async def test_result_with_wait_s_answers_once_the_result_is_there(s: Setup) -> None:
+    submitted = await s.frontdoor.submit(SubmitJob(prompt="hi"))
+    waiter = asyncio.create_task(s.frontdoor.result(submitted.job_id, wait_s=10))
+    await asyncio.sleep(0.02)
+    assert not waiter.done()
+    await s.memory.put_result(submitted.job_id, b'{"echo": "hi"}')
+    await _finish(s, submitted.job_id)
+    job, data = await asyncio.wait_for(waiter, 5)
+    assert job.status is JobStatus.COMPLETED
+    assert data == b'{"echo": "hi"}'

@@ -324,15 +324,20 @@ class JobsController(Controller):
     @get(
         "/{job_id:str}/result",
         summary="A finished job's result document",
-        responses=_errors(404, 409),
+        description="With `wait_s` (0 < wait_s ≤ 60), waits up to that long for the job to "
+        "end first: one request from submit to result.",
+        responses=_errors(400, 404, 409),
     )
     async def result(
         self,
         job_id: FromPath[str],
         frontdoor: NamedDependency[FrontDoor],
         tenant: NamedDependency[str],
+        wait_s: FromQuery[float | None] = None,
     ) -> Response[Any]:  # the worker's JSON document, as stored: any JSON value
-        _, data = await frontdoor.result(job_id, tenant)
+        if wait_s is not None and not math.isfinite(wait_s):
+            raise InvalidField("wait_s", "wait_s must be a finite number of seconds")
+        _, data = await frontdoor.result(job_id, tenant, wait_s)
         return Response(data, media_type="application/json")
 
     @post(

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import redis.asyncio as aioredis
@@ -71,3 +73,59 @@ async def connect(
             f"{what}: Redis at {redacted(url)} did not answer PING: {exc}"
         ) from exc
     return client
+
+
+class CommandBatcher:
+    """Sends the commands that concurrent callers issue in one turn of the event loop as one
+    pipeline: one write and one read for all of them, instead of one of each per command.
+
+    Under load (a scheduler with dozens of handlers in flight) this turns dozens of small
+    socket writes and reads into one; a command issued alone goes out on its own, one loop
+    turn later. Every command keeps its own reply and its own error. Not a transaction:
+    commands of one batch may interleave with other clients', as separate commands would.
+    """
+
+    def __init__(self, client: aioredis.Redis) -> None:
+        self._client = client
+        self._queue: list[tuple[tuple[object, ...], asyncio.Future[Any]]] = []
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def call(self, *command: object) -> Any:
+        """``command`` (``"HGETALL", key``, say), sent with whatever else is issued now."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        if not self._queue:
+            loop.call_soon(self._flush)
+        self._queue.append((command, future))
+        return await future
+
+    def _flush(self) -> None:
+        batch, self._queue = self._queue, []
+        task = asyncio.get_running_loop().create_task(self._send(batch))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _send(self, batch: list[tuple[tuple[object, ...], asyncio.Future[Any]]]) -> None:
+        try:
+            if len(batch) == 1:
+                command, future = batch[0]
+                replies: list[Any] = [await self._client.execute_command(*command)]  # type: ignore[no-untyped-call]
+            else:
+                pipe = self._client.pipeline(transaction=False)
+                for command, _ in batch:
+                    pipe.execute_command(*command)
+                replies = await pipe.execute(raise_on_error=False)
+        except BaseException as exc:  # the connection failed: every caller hears of it
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(exc if isinstance(exc, Exception) else RedisError(exc))
+            if not isinstance(exc, Exception):
+                raise
+            return
+        for (_, future), reply in zip(batch, replies, strict=True):
+            if future.done():  # its caller was cancelled
+                continue
+            if isinstance(reply, Exception):
+                future.set_exception(reply)
+            else:
+                future.set_result(reply)

@@ -41,11 +41,13 @@ import struct
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from itertools import islice
 from string import Template
+from typing import Any
 
 import redis.asyncio as aioredis
 from redis.commands.core import AsyncScript
+from redis.exceptions import NoScriptError
 
-from cortex_adapters.redis._connection import check_namespace, connect
+from cortex_adapters.redis._connection import CommandBatcher, check_namespace, connect
 from cortex_core.jobs import JOB_CLASSES, Job, JobSpec, PendingJob
 from cortex_core.messages import JobStatus, Priority
 from cortex_core.ports import StatusFilter
@@ -189,6 +191,7 @@ class RedisJobStore:
         self._create: AsyncScript | None = None
         self._transition: AsyncScript | None = None
         self._withdraw: AsyncScript | None = None
+        self._batch: CommandBatcher | None = None
 
     async def start(self) -> None:
         """Connect, PING and load the scripts; ``ConnectionError`` naming the URL on failure."""
@@ -205,11 +208,13 @@ class RedisJobStore:
             await client.aclose()
             raise
         self._client = client
+        self._batch = CommandBatcher(client)
         self._create, self._transition, self._withdraw = scripts
 
     async def close(self) -> None:
         client, self._client = self._client, None
         self._create = self._transition = self._withdraw = None
+        self._batch = None
         if client is not None:
             await client.aclose()
 
@@ -227,6 +232,20 @@ class RedisJobStore:
         if script is None:
             raise RuntimeError("RedisJobStore is not started: call start() first")
         return script
+
+    def _batcher(self) -> CommandBatcher:
+        if self._batch is None:
+            raise RuntimeError("RedisJobStore is not started: call start() first")
+        return self._batch
+
+    async def _run(self, script: AsyncScript | None, keys: list[str], args: list[str]) -> Any:
+        """EVALSHA ``script``, batched with whatever else is sent now (``CommandBatcher``);
+        a Redis that lost its scripts (restarted, flushed) gets it loaded again."""
+        loaded = self._script(script)
+        try:
+            return await self._batcher().call("EVALSHA", loaded.sha, len(keys), *keys, *args)
+        except NoScriptError:
+            return await loaded(keys=keys, args=args)
 
     # -- key names ---------------------------------------------------------------------
 
@@ -266,10 +285,9 @@ class RedisJobStore:
 
     async def create(self, job: PendingJob) -> bool:
         """One EVALSHA: write the hash and index it, only if ``job:<id>`` does not exist."""
-        create = self._script(self._create)
         keys = [self._key(job.job_id), *self._indexes_of(job)]
         args = [_member(job), job.job_id, *_flatten(_encode(job))]
-        return int(await create(keys=keys, args=args)) == 1
+        return int(await self._run(self._create, keys, args)) == 1
 
     async def create_or_get(self, job: PendingJob) -> Job:
         """One EVALSHA when the job is saved (or its id is taken), which also claims the
@@ -313,7 +331,6 @@ class RedisJobStore:
     async def transition(self, job: Job) -> bool:
         """One EVALSHA: if the hash holds ``job.version - 1``, write the mutable fields and move
         the job to the indexes of its new status (the global one and its tenant's)."""
-        transition = self._script(self._transition)
         tenant = job.spec.tenant_id
         keys = [
             self._key(job.job_id),
@@ -328,14 +345,13 @@ class RedisJobStore:
             repr(job.spec.created_at),
             *_flatten(_encode(job, spec=False)),
         ]
-        return int(await transition(keys=keys, args=args)) == 1
+        return int(await self._run(self._transition, keys, args)) == 1
 
     # -- reads -------------------------------------------------------------------------
 
     async def get(self, job_id: str) -> Job | None:
-        client = self._started()
         key = self._key(job_id)
-        fields = _texts(await client.hgetall(key))
+        fields = _texts(await self._batcher().call("HGETALL", key))
         return _decode(key, fields) if fields and _WITHDRAWN not in fields else None
 
     async def list_jobs(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import redis.asyncio as aioredis
 
-from cortex_adapters.redis._connection import check_namespace, connect
+from cortex_adapters.redis._connection import CommandBatcher, check_namespace, connect
 from cortex_core.errors import PayloadTooLarge
 from cortex_core.pointers import context_key, context_ptr, result_key, result_ptr
 
@@ -35,6 +35,7 @@ class RedisMemoryStore:
         self._max = max_value_bytes
         self._ns = check_namespace(namespace)
         self._client: aioredis.Redis | None = None
+        self._batch: CommandBatcher | None = None
 
     async def start(self) -> None:
         """Connect and PING; ``ConnectionError`` naming the URL if Redis does not answer."""
@@ -42,25 +43,28 @@ class RedisMemoryStore:
             self._client = await connect(
                 self._url, what="RedisMemoryStore", decode_responses=False, retry_commands=True
             )
+            self._batch = CommandBatcher(self._client)
 
     async def close(self) -> None:
         client, self._client = self._client, None
+        self._batch = None
         if client is not None:
             await client.aclose()
 
     @property
-    def _redis(self) -> aioredis.Redis:
-        if self._client is None:
+    def _redis(self) -> CommandBatcher:
+        """Commands go out batched with whatever else is sent in the same loop turn."""
+        if self._batch is None:
             raise RuntimeError("RedisMemoryStore is not started: call start() first")
-        return self._client
+        return self._batch
 
     async def _put(self, key: str, what: str, data: bytes) -> None:
         if len(data) > self._max:
             raise PayloadTooLarge(what, len(data), self._max)
-        await self._redis.set(self._ns + key, data, px=self._ttl_ms)
+        await self._redis.call("SET", self._ns + key, data, "PX", self._ttl_ms)
 
     async def _get(self, key: str) -> bytes | None:
-        value = await self._redis.get(self._ns + key)
+        value = await self._redis.call("GET", self._ns + key)
         if value is None or isinstance(value, bytes):
             return value
         raise TypeError(f"GET {self._ns + key} returned {type(value).__name__}, not bytes")
