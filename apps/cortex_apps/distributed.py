@@ -26,6 +26,7 @@ from cortex_apps.runtime import Periodic, lifespan, serve_until_signalled
 from cortex_apps.settings import Settings, instance_name
 from cortex_apps.workers import WorkerKind
 from cortex_core.heartbeats import HeartbeatFeed
+from cortex_core.scheduler import DispatchMode
 
 
 class DistributedContainer(containers.DeclarativeContainer):
@@ -51,6 +52,7 @@ class DistributedContainer(containers.DeclarativeContainer):
         subject_prefix=config.subject_prefix,
         ack_wait_s=config.ack_wait_s,
         max_deliver=config.max_deliver,
+        fetch_batch=config.bus_fetch_batch,
     )
     memory = providers.Singleton(
         RedisMemoryStore,
@@ -77,10 +79,16 @@ class DistributedContainer(containers.DeclarativeContainer):
     )
 
 
-def build_container(settings: Settings, process_name: str) -> DistributedContainer:
+def build_container(
+    settings: Settings, process_name: str, *, fetch_batch: int = 1
+) -> DistributedContainer:
+    """The container of one process. ``fetch_batch``: messages one JetStream pull may ask for
+    (the scheduler's short handlers only: ``NatsBus``)."""
     container = DistributedContainer()
     values = {f.name: getattr(settings, f.name) for f in dataclasses.fields(settings)}
-    container.config.from_dict({**values, "process_name": process_name})
+    container.config.from_dict(
+        {**values, "process_name": process_name, "bus_fetch_batch": fetch_batch}
+    )
     container.services.routing()  # a bad routing file stops the boot, before anything connects
     return container
 
@@ -135,7 +143,8 @@ def gateway_app(settings: Settings) -> Litestar:
 
 async def run_scheduler(settings: Settings) -> None:
     name = instance_name("scheduler")
-    c = build_container(settings, name)
+    # Its handlers are short (store, kernel, bus): it pulls as many as it has free slots.
+    c = build_container(settings, name, fetch_batch=settings.scheduler_max_in_flight)
     s = c.services
     tracing, server = observability(settings, "cortex-scheduler", name, c.metrics())
     sweep = Periodic(s.scheduler().sweep, settings.sweep_interval_s, "scheduler-sweep")
@@ -156,7 +165,13 @@ async def run_scheduler(settings: Settings) -> None:
 async def run_worker(settings: Settings, kind: WorkerKind) -> None:
     """One worker of ``kind``: the runtime on NATS and Redis, until SIGTERM."""
     worker_id = settings.worker_id or instance_name(kind.pool)
-    c = build_container(dataclasses.replace(settings, worker_id=worker_id), worker_id)
+    # In worker dispatch mode the scheduler sends a worker no more jobs than it has free slots,
+    # so a batched pull of its own subject never leaves a job queued without a slot. In pool
+    # mode the pool's queue group could: one message per pull.
+    batch = settings.max_parallel_jobs if settings.dispatch_mode is DispatchMode.WORKER else 1
+    c = build_container(
+        dataclasses.replace(settings, worker_id=worker_id), worker_id, fetch_batch=batch
+    )
     worker = Worker(
         config=WorkerConfig(
             worker_id=worker_id,

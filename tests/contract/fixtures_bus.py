@@ -37,6 +37,8 @@ FAST_NAK_S = 0.02
 
 MEMORY = ["memory", "memory+protobuf"]
 NATS_DURABLE = pytest.param("nats", marks=pytest.mark.nats)
+NATS_BATCHED = pytest.param("nats-batched", marks=pytest.mark.nats)
+"""Durable, pulling up to 16 messages at once (``fetch_batch``, as the scheduler does)."""
 NATS_CORE = pytest.param("nats-core", marks=pytest.mark.nats)
 
 
@@ -85,7 +87,8 @@ async def open_bus(kind: str) -> AsyncIterator[Bus]:
         finally:
             await impl.close()
         return
-    nats_bus = new_nats_bus(durable=kind == "nats")
+    batch = {"fetch_batch": 16} if kind == "nats-batched" else {}
+    nats_bus = new_nats_bus(durable=kind in ("nats", "nats-batched"), **batch)
     await nats_bus.start()
     try:
         yield nats_bus
@@ -96,13 +99,13 @@ async def open_bus(kind: str) -> AsyncIterator[Bus]:
             await delete_stream(NATS_URL, nats_bus.stream_name)
 
 
-@pytest.fixture(params=[*MEMORY, NATS_DURABLE, NATS_CORE])
+@pytest.fixture(params=[*MEMORY, NATS_DURABLE, NATS_BATCHED, NATS_CORE])
 async def bus(request: pytest.FixtureRequest) -> AsyncIterator[Bus]:
     async with open_bus(request.param) as impl:
         yield impl
 
 
-@pytest.fixture(params=[*MEMORY, NATS_DURABLE])
+@pytest.fixture(params=[*MEMORY, NATS_DURABLE, NATS_BATCHED])
 async def durable_bus(request: pytest.FixtureRequest) -> AsyncIterator[Bus]:
     async with open_bus(request.param) as impl:
         yield impl

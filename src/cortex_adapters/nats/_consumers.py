@@ -35,9 +35,6 @@ from cortex_core.ports import Metrics, PacketCodec, PacketHandler
 
 log = logging.getLogger("cortex.bus")
 
-MAX_FETCH_BATCH = 64
-"""The most messages one pull asks for (never more than the subscription's free slots)."""
-
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ConsumerSettings:
@@ -46,6 +43,7 @@ class ConsumerSettings:
     nak_delay_s: float
     fetch_timeout_s: float
     ephemeral_inactive_s: float
+    fetch_batch: int = 1
 
 
 @dataclass(slots=True, kw_only=True)
@@ -228,10 +226,12 @@ class JetStreamPart:
             if self._stopping:
                 self._slots.release()
                 return
-            # One pull for as many messages as there are free slots (what is stored now comes
-            # at once; an idle pull waits for the first): a burst costs one round trip per
-            # batch, not per message, and every message fetched has its slot already.
-            batch = 1 + await self._slots.take_free(MAX_FETCH_BATCH - 1)
+            # With fetch_batch > 1, one pull asks for as many messages as there are free slots
+            # (what is stored comes at once; an idle pull waits for the first): a burst costs a
+            # round trip per batch, not per message. The pull may go on delivering after it
+            # returned, into the client's queue, until it expires; such a message waits there
+            # for a slot with its ack_wait running, so batching is for short handlers only.
+            batch = 1 + await self._slots.take_free(self._wire.settings.fetch_batch - 1)
             msgs, go_on = await self._fetch(batch)
             for _ in range(batch - len(msgs)):
                 self._slots.release()

@@ -114,6 +114,11 @@ class NatsBus:
       stream confirms it or this runs out; ``fetch_timeout_s``: how long one idle pull
       request lasts; ``ephemeral_inactive_s``: how long the server keeps a fan-out consumer
       whose process went away.
+    * ``fetch_batch``: the most messages one pull asks for (never more than the subscription's
+      free slots). 1, the default, pulls one at a time. More is for short handlers only, such
+      as the scheduler's: a batched pull may go on delivering into the client's queue after it
+      returned, and such a message waits there for a slot with its ``ack_wait`` running and
+      no in-progress acks (docs/adr/0013).
     """
 
     def __init__(
@@ -140,6 +145,7 @@ class NatsBus:
         publish_timeout_s: float = 5.0,
         fetch_timeout_s: float = 5.0,
         ephemeral_inactive_s: float = 120.0,
+        fetch_batch: int = 1,
         drain_timeout_s: int = 10,
     ) -> None:
         if max_deliver < 1:
@@ -166,6 +172,7 @@ class NatsBus:
             nak_delay_s=nak_delay_s,
             fetch_timeout_s=fetch_timeout_s,
             ephemeral_inactive_s=ephemeral_inactive_s,
+            fetch_batch=max(1, fetch_batch),
         )
         self._nc: NatsClient | None = None
         self._wire: Wire | None = None
