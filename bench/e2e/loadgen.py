@@ -24,6 +24,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -45,6 +46,32 @@ class Client(Protocol):
         """Figures the client counted during the phase just run (then reset)."""
 
     async def close(self) -> None: ...
+
+
+class ThreadedClient:
+    """A client whose library blocks (Celery, Dramatiq): each job's submit-and-wait runs on a
+    pool of as many threads as jobs in flight. Subclasses say what one job is (``run``)."""
+
+    def __init__(self, timeout_s: float) -> None:
+        self.timeout_s = timeout_s
+
+    def run(self, payload: str) -> str:
+        raise NotImplementedError
+
+    async def start(self, max_concurrency: int) -> None:
+        self._threads = ThreadPoolExecutor(max_concurrency, thread_name_prefix="bench-client")
+
+    async def prepare(self, concurrency: int) -> None:
+        pass
+
+    async def submit_and_wait(self, payload: str) -> str:
+        return await asyncio.get_running_loop().run_in_executor(self._threads, self.run, payload)
+
+    def phase_stats(self) -> dict[str, float]:
+        return {}
+
+    async def close(self) -> None:
+        self._threads.shutdown()
 
 
 def payload(tag: str, i: int) -> str:

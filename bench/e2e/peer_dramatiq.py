@@ -24,10 +24,8 @@ Environment: ``REDIS_URL`` (a private database), ``BENCH_QUEUE``.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import sys
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +37,7 @@ from dramatiq.results.backends import RedisBackend
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from loadgen import client_main
+from loadgen import ThreadedClient, client_main
 
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 QUEUE = os.environ.get("BENCH_QUEUE", "bench-e2e")
@@ -63,29 +61,11 @@ def echo(payload: str) -> str:
     return payload
 
 
-class DramatiqClient:
-    def __init__(self, timeout_s: float) -> None:
-        self._timeout_ms = int(timeout_s * 1000)
-
-    async def start(self, max_concurrency: int) -> None:
-        self._threads = ThreadPoolExecutor(max_concurrency, thread_name_prefix="dramatiq-client")
-
-    async def prepare(self, concurrency: int) -> None:
-        pass
-
-    def _run(self, payload: str) -> str:
+class DramatiqClient(ThreadedClient):
+    def run(self, payload: str) -> str:
         message = echo.send(payload)
-        result: str = message.get_result(block=True, timeout=self._timeout_ms)
+        result: str = message.get_result(block=True, timeout=int(self.timeout_s * 1000))
         return result
-
-    async def submit_and_wait(self, payload: str) -> str:
-        return await asyncio.get_running_loop().run_in_executor(self._threads, self._run, payload)
-
-    def phase_stats(self) -> dict[str, float]:
-        return {}
-
-    async def close(self) -> None:
-        self._threads.shutdown()
 
 
 def _make(args: argparse.Namespace) -> DramatiqClient:
