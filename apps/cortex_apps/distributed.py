@@ -26,6 +26,7 @@ from cortex_apps.runtime import Periodic, lifespan, serve_until_signalled
 from cortex_apps.settings import Settings, instance_name
 from cortex_apps.workers import WorkerKind
 from cortex_core.heartbeats import HeartbeatFeed
+from cortex_core.ports import Lifecycle
 from cortex_core.scheduler import DispatchMode
 
 
@@ -93,20 +94,32 @@ def build_container(
     return container
 
 
-def observability(
-    settings: Settings, service: str, instance: str, metrics: OtelMetrics | NoMetrics
-) -> tuple[Tracing, MetricsServer | None]:
-    """The process's tracing (off unless ``otlp_endpoint``) and, if ``metrics_port`` is set,
-    its own ``/metrics`` server."""
-    tracing = Tracing(service=service, instance=instance, endpoint=settings.otlp_endpoint)
-    server = None
-    if settings.metrics_port is not None:
-        server = MetricsServer(metrics, host=settings.metrics_host, port=settings.metrics_port)
-    return tracing, server
+@dataclasses.dataclass(frozen=True)
+class Observability:
+    """A process's tracing (off unless ``otlp_endpoint``) and, if ``metrics_port`` is set, its
+    own ``/metrics`` server: started first, so they see everything, and stopped last."""
 
+    tracing: Tracing
+    server: MetricsServer | None
 
-def _ready(text: str, server: MetricsServer | None) -> Callable[[], str]:
-    return lambda: text if server is None else f"{text}; metrics on {server.url}"
+    @classmethod
+    def of(
+        cls, settings: Settings, service: str, instance: str, metrics: OtelMetrics | NoMetrics
+    ) -> Observability:
+        tracing = Tracing(service=service, instance=instance, endpoint=settings.otlp_endpoint)
+        server = None
+        if settings.metrics_port is not None:
+            server = MetricsServer(metrics, host=settings.metrics_host, port=settings.metrics_port)
+        return cls(tracing, server)
+
+    @property
+    def components(self) -> list[Lifecycle]:
+        return [self.tracing] if self.server is None else [self.tracing, self.server]
+
+    def ready(self, text: Callable[[], str]) -> Callable[[], str]:
+        """The ready line: ``text()``, and where the metrics are served (once bound)."""
+        server = self.server
+        return text if server is None else lambda: f"{text()}; metrics on {server.url}"
 
 
 def gateway_app(settings: Settings) -> Litestar:
@@ -126,10 +139,8 @@ def gateway_app(settings: Settings) -> Litestar:
         probes=[Probe("nats", c.bus().ping), Probe("redis", c.jobs().ping)],
         metrics=c.metrics(),
     )
-    tracing, server = observability(settings, "cortex-gateway", name, c.metrics())
     components = [
-        tracing,
-        *([server] if server else []),
+        *Observability.of(settings, "cortex-gateway", name, c.metrics()).components,
         c.bus(),
         c.memory(),
         c.jobs(),
@@ -146,11 +157,10 @@ async def run_scheduler(settings: Settings) -> None:
     # Its handlers are short (store, kernel, bus): it pulls as many as it has free slots.
     c = build_container(settings, name, fetch_batch=settings.scheduler_max_in_flight)
     s = c.services
-    tracing, server = observability(settings, "cortex-scheduler", name, c.metrics())
+    seen = Observability.of(settings, "cortex-scheduler", name, c.metrics())
     sweep = Periodic(s.scheduler().sweep, settings.sweep_interval_s, "scheduler-sweep")
     components = [
-        tracing,
-        *([server] if server else []),
+        *seen.components,
         c.bus(),
         c.jobs(),
         s.routing(),
@@ -159,7 +169,7 @@ async def run_scheduler(settings: Settings) -> None:
         s.scheduler(),
         sweep,
     ]
-    await serve_until_signalled(components, _ready("cortex scheduler ready", server))
+    await serve_until_signalled(components, seen.ready(lambda: "cortex scheduler ready"))
 
 
 async def run_worker(settings: Settings, kind: WorkerKind) -> None:
@@ -187,10 +197,10 @@ async def run_worker(settings: Settings, kind: WorkerKind) -> None:
         clock=c.clock(),
         metrics=c.metrics(),
     )
-    tracing, server = observability(settings, f"cortex-worker-{kind.pool}", worker_id, c.metrics())
+    seen = Observability.of(settings, f"cortex-worker-{kind.pool}", worker_id, c.metrics())
+    ready = f"cortex worker {worker_id} ready (pool {kind.pool})"
     await serve_until_signalled(
-        [tracing, *([server] if server else []), c.bus(), c.memory(), worker],
-        _ready(f"cortex worker {worker_id} ready (pool {kind.pool})", server),
+        [*seen.components, c.bus(), c.memory(), worker], seen.ready(lambda: ready)
     )
 
 
@@ -198,11 +208,10 @@ async def run_safety_kernel(settings: Settings) -> None:
     """The Safety Kernel: the policy file (validated now, reloaded when it changes) over gRPC."""
     name = instance_name("safety-kernel")
     metrics = make_metrics(name, settings.metrics_enabled)
-    tracing, metrics_server = observability(settings, "cortex-safety-kernel", name, metrics)
+    seen = Observability.of(settings, "cortex-safety-kernel", name, metrics)
     policy = ReloadingPolicy(settings.policy_file, interval_s=settings.policy_reload_s)
     server = SafetyKernelServer(policy=policy, address=settings.safety_kernel_addr, metrics=metrics)
-    ready = _ready("cortex safety-kernel ready on {}", metrics_server)
     await serve_until_signalled(
-        [tracing, *([metrics_server] if metrics_server else []), policy, server],
-        lambda: ready().format(server.target),
+        [*seen.components, policy, server],
+        seen.ready(lambda: f"cortex safety-kernel ready on {server.target}"),
     )

@@ -307,7 +307,7 @@ class FrontDoor:
         again every ``recheck_s`` in case a notice was lost. Without a watch it answers at
         once. ``JobNotFound`` as ``status``; ``InvalidField`` for a timeout outside (0, 60] s.
         """
-        if not 0 < timeout_s <= MAX_WAIT_S:
+        if not 0 < timeout_s <= MAX_WAIT_S:  # also false for NaN and infinity
             raise InvalidField("wait_s", f"wait_s must be > 0 and <= {MAX_WAIT_S:g}")
         if self._watch is None:
             return await self.status(job_id, tenant_id)

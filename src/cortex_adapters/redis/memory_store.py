@@ -52,7 +52,7 @@ class RedisMemoryStore:
             await client.aclose()
 
     @property
-    def _redis(self) -> CommandBatcher:
+    def _batcher(self) -> CommandBatcher:
         """Commands go out batched with whatever else is sent in the same loop turn."""
         if self._batch is None:
             raise RuntimeError("RedisMemoryStore is not started: call start() first")
@@ -61,10 +61,10 @@ class RedisMemoryStore:
     async def _put(self, key: str, what: str, data: bytes) -> None:
         if len(data) > self._max:
             raise PayloadTooLarge(what, len(data), self._max)
-        await self._redis.call("SET", self._ns + key, data, "PX", self._ttl_ms)
+        await self._batcher.call("SET", self._ns + key, data, "PX", self._ttl_ms)
 
     async def _get(self, key: str) -> bytes | None:
-        value = await self._redis.call("GET", self._ns + key)
+        value = await self._batcher.call("GET", self._ns + key)
         if value is None or isinstance(value, bytes):
             return value
         raise TypeError(f"GET {self._ns + key} returned {type(value).__name__}, not bytes")

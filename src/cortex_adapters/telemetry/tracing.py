@@ -97,11 +97,10 @@ def producing(subject: str, packet: BusPacket) -> Iterator[dict[str, str]]:
         yield headers  # heartbeats: no trace
         return
     with TRACER.start_as_current_span(
-        f"{subject} publish",
-        context=_in_trace(packet.trace_id),
-        kind=SpanKind.PRODUCER,
-        attributes=packet_attributes(subject, packet),
+        f"{subject} publish", context=_in_trace(packet.trace_id), kind=SpanKind.PRODUCER
     ) as span:
+        if span.is_recording():  # tracing on: a no-op span would discard them
+            span.set_attributes(packet_attributes(subject, packet))
         propagate.inject(headers, context=trace.set_span_in_context(span))
         if "traceparent" not in headers:  # a no-op span of no trace: keep the packet's own
             fallback = _trace_context(packet.trace_id)
@@ -124,11 +123,10 @@ def consuming(subject: str, packet: BusPacket, headers: Mapping[str, str] | None
         yield trace.INVALID_SPAN
         return
     with TRACER.start_as_current_span(
-        f"{subject} process",
-        context=parent,
-        kind=SpanKind.CONSUMER,
-        attributes=packet_attributes(subject, packet),
+        f"{subject} process", context=parent, kind=SpanKind.CONSUMER
     ) as span:
+        if span.is_recording():
+            span.set_attributes(packet_attributes(subject, packet))
         yield span
 
 
