@@ -351,6 +351,9 @@ def main() -> int:
     report.chart(rows, png, title)
     print(title)
     print(report.table(rows))
+    if cpu_lines := report.cpu_table(rows):
+        print("\nCPU per job by process, ms (servers and the shared NATS and Redis; all phases)")
+        print(cpu_lines)
     print()
     print(report.ratio_table(ratios, cfg.concurrency))
     print(f"wrote {args.out} and {png} ({time.monotonic() - started:.0f}s)")

@@ -54,6 +54,7 @@ import redis.asyncio as aioredis
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench import cpu  # noqa: E402
 from cortex_adapters.nats import stream_name  # noqa: E402
 from tests.processes import Proc, claim_private_redis_db  # noqa: E402
 
@@ -154,9 +155,11 @@ def median_row(rounds: list[dict[str, float]]) -> dict[str, float]:
 class Target:
     """A running gateway, its connections, and the rows measured against it."""
 
-    def __init__(self, name: str, base: str, *, runs_jobs: bool) -> None:
+    def __init__(self, name: str, base: str, pid: int, *, runs_jobs: bool) -> None:
         self.name = name
         self.base = base
+        self.pid = pid
+        """The gateway's process (``cortex up``'s, for the embedded one): its CPU is measured."""
         self.runs_jobs = runs_jobs
         """False: nothing schedules the submitted jobs (they stay PENDING)."""
         split = urlsplit(base)
@@ -245,7 +248,11 @@ async def run(targets: list[Target], redis_url: str, requests: int, rounds: int)
             for name, (target, kind, fn, c) in rows.items():
                 if target is not None:
                     await target.open()
+                before = cpu.cpu_ns([target.pid]) if target is not None else None
                 row = await measure(fn, requests, c)
+                if before is not None and target is not None:
+                    spent = cpu.cpu_ns([target.pid]) or 0
+                    row["gateway_cpu_us"] = (spent - before) / 1e3 / row["requests"]
                 if target is not None and kind == "submit" and target.runs_jobs:
                     drained_s = await target.drain()
                     row["finished_per_s"] = row["requests"] / (row["wall_s"] + drained_s)
@@ -262,7 +269,7 @@ async def run(targets: list[Target], redis_url: str, requests: int, rounds: int)
 def embedded() -> Iterator[Target]:
     proc = Proc("up", "--no-auth", "--port", "0", *QUIET, env=SERVER_ENV)
     try:
-        yield Target("embedded", proc.wait_for(BANNER).group(1), runs_jobs=True)
+        yield Target("embedded", proc.wait_for(BANNER).group(1), proc.popen.pid, runs_jobs=True)
     finally:
         proc.terminate()
 
@@ -285,7 +292,7 @@ def distributed(name: str, redis_url: str, *, full: bool) -> Iterator[Target]:
             procs += [Proc("scheduler", *QUIET, env=env), Proc("worker", "echo", *QUIET, env=env)]
             procs[2].wait_for("cortex scheduler ready")
             procs[3].wait_for("cortex worker .* ready")
-        yield Target(name, gateway.wait_for(BANNER).group(1), runs_jobs=full)
+        yield Target(name, gateway.wait_for(BANNER).group(1), gateway.popen.pid, runs_jobs=full)
     finally:
         for p in reversed(procs):
             if p.popen.poll() is None:
@@ -335,11 +342,12 @@ def main() -> int:
         f"REST gateway over HTTP/1.1 keep-alive, {cores} cores, Python "
         f"{platform.python_version()}; {requests} requests a row, median of {rounds} rounds; "
         "÷: mean latency over the baseline's at the same concurrency; done/s: submitted jobs "
-        "finished a second, until the row's backlog is worked off"
+        "finished a second, until the row's backlog is worked off; cpu µs: the gateway "
+        "process's CPU time per request (cortex up's, embedded: it runs the job too)"
     )
     print(
         f"{'row':<36}{'p50 ms':>8}{'p99 ms':>8}{'mean ms':>8}{'req/s':>8}{'done/s':>8}"
-        f"{'÷ healthz':>10}{'÷ redis':>8}"
+        f"{'÷ healthz':>10}{'÷ redis':>8}{'cpu µs':>8}"
     )
     for name, r in rows.items():
         target, c = name.split(" ", 1)[0], name.rsplit(" ", 1)[1]
@@ -354,6 +362,10 @@ def main() -> int:
             if target != "embedded":
                 ratios_redis[name] = r["mean_ms"] / rows[f"redis SET+GET {c}"]["mean_ms"]
                 line += f"{ratios_redis[name]:>8.1f}"
+            else:
+                line += f"{'':>8}"
+            if "gateway_cpu_us" in r:
+                line += f"{r['gateway_cpu_us']:>8.0f}"
         print(line)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(

@@ -26,6 +26,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+from bench import cpu  # noqa: E402
 from tests.processes import CORTEX, Proc  # noqa: E402
 
 __all__ = ["CORTEX", "BenchFailed", "Command", "Group", "run_client"]
@@ -144,6 +145,34 @@ class Group:
             raise interrupted
 
 
+SHARED_SERVICES = ("nats-server", "redis-server")
+"""Services every system uses: their CPU during a client's run is charged to that system."""
+
+
+def _cpu_by_process(servers: Group) -> dict[str, int | None]:
+    """CPU time so far of each server process's group (a supervisor's forked workers
+    included), and of the shared services, in ns."""
+    spent = {p.name: cpu.cpu_ns(cpu.group_pids(p.popen.pid)) for p in servers.procs}
+    for name in SHARED_SERVICES:
+        spent[name] = cpu.cpu_ns(cpu.pids_named(name))
+    return spent
+
+
+def cpu_per_job(
+    before: dict[str, int | None], after: dict[str, int | None], jobs: int
+) -> dict[str, float] | None:
+    """Milliseconds of CPU per job, by process and in ``total``; None where unmeasurable."""
+    if not jobs or any(v is None for v in (*before.values(), *after.values())):
+        return None
+    per = {
+        name: ((after[name] or 0) - (before[name] or 0)) / 1e6 / jobs
+        for name in before
+        if name in after
+    }
+    per["total"] = sum(per.values())
+    return per
+
+
 def run_client(
     name: str,
     argv: Sequence[str],
@@ -154,8 +183,11 @@ def run_client(
     timeout_s: float,
     cwd: Path | None = None,
 ) -> dict[str, Any]:
-    """Run one client to its end while watching the servers; its JSON figures."""
+    """Run one client to its end while watching the servers; its JSON figures, with the CPU
+    the servers and the shared services spent per job (``cpu_ms_per_job``, every phase
+    together; the client's own is left out)."""
     out.unlink(missing_ok=True)
+    before = _cpu_by_process(servers)
     client = Command(name, [*argv, "--out", str(out)], env=env, cwd=cwd)
     deadline = time.monotonic() + timeout_s
     try:
@@ -165,12 +197,15 @@ def run_client(
                 raise BenchFailed(f"{name}: no result in {timeout_s:.0f}s:\n{client.tail()}")
             with suppress(subprocess.TimeoutExpired):
                 client.popen.wait(timeout=0.5)
+        after = _cpu_by_process(servers)
     finally:
         client.terminate(timeout=10)
     if client.popen.returncode != 0 or not out.exists():
         raise BenchFailed(f"{name} failed ({client.popen.returncode}):\n{client.tail()}")
     result: dict[str, Any] = json.loads(out.read_text())
     out.unlink()
+    jobs = sum(result[phase]["jobs"] for phase in ("warmup", "concurrent", "sequential"))
+    result["cpu_ms_per_job"] = cpu_per_job(before, after, jobs)
     if client.lines:  # warnings the client printed: worth seeing, not fatal
         print("".join(f"[{name}] {line}" for line in client.lines[-10:]), end="", file=sys.stderr)
     return result

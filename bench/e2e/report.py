@@ -43,6 +43,10 @@ def summarize(row: str, samples: list[dict[str, Any]], description: str) -> dict
         part["per_round"] = [{k: r[k] for k in ("jobs_per_s", *LATENCIES)} for r in runs]
         failed += part["failed"]
         summary[phase] = part
+    cpus = [s["cpu_ms_per_job"] for s in samples if s.get("cpu_ms_per_job")]
+    summary["cpu_ms_per_job"] = (
+        {k: _median([c.get(k, float("nan")) for c in cpus]) for k in cpus[0]} if cpus else None
+    )
     summary["warmup_failed"] = sum(s["warmup"]["failed"] for s in samples)
     summary["failed"] = failed + summary["warmup_failed"]
     summary["versions"] = samples[0]["versions"]
@@ -103,15 +107,30 @@ def table(rows: dict[str, dict[str, Any]]) -> str:
     c, s = first["concurrent"]["concurrency"], first["sequential"]["concurrency"]
     head = (
         f"{'system':<13}{'jobs/s':>8}{f'p50@{c}':>9}{f'p95@{c}':>9}{f'p99@{c}':>9}"
-        f"{f'p50@{s}':>8}{f'p95@{s}':>8}{f'p99@{s}':>8}{'failed':>8}"
+        f"{f'p50@{s}':>8}{f'p95@{s}':>8}{f'p99@{s}':>8}{'failed':>8}{'cpu/job':>9}"
     )
-    lines = [head + "   (latencies in ms)"]
+    lines = [head + "   (latencies and CPU in ms)"]
     for name, r in rows.items():
         cc, sq = r["concurrent"], r["sequential"]
         lines.append(
             f"{name:<13}{cc['jobs_per_s']:>8.0f}{cc['p50_ms']:>9.1f}{cc['p95_ms']:>9.1f}"
             f"{cc['p99_ms']:>9.1f}{sq['p50_ms']:>8.2f}{sq['p95_ms']:>8.2f}{sq['p99_ms']:>8.2f}"
             f"{r['failed']:>8}"
+            + (f"{cpu['total']:>9.2f}" if (cpu := r.get("cpu_ms_per_job")) else f"{'-':>9}")
+        )
+    return "\n".join(lines)
+
+
+def cpu_table(rows: dict[str, dict[str, Any]]) -> str:
+    """Where each system's CPU went: ms per job by process, the largest first."""
+    lines = []
+    for name, r in rows.items():
+        cpu = r.get("cpu_ms_per_job")
+        if not cpu:
+            continue
+        parts = sorted(((k, v) for k, v in cpu.items() if k != "total"), key=lambda kv: -kv[1])
+        lines.append(
+            f"{name:<22}{cpu['total']:>6.2f} = " + " + ".join(f"{v:.2f} {k}" for k, v in parts)
         )
     return "\n".join(lines)
 
