@@ -148,13 +148,17 @@ def evaluate_us(policy: Policy, calls: int) -> float:
     return best
 
 
-async def grpc_kernel(stack: contextlib.AsyncExitStack, codec: CheckCodecName) -> Check:
+async def grpc_kernel(
+    stack: contextlib.AsyncExitStack, codec: CheckCodecName, *, batch: bool = False
+) -> Check:
     server = SafetyKernelServer(
         policy=default_policy(), address="127.0.0.1:0", check_codec_name=codec
     )
     await server.start()
     stack.push_async_callback(server.close, 0)
-    client = GrpcSafetyChecker(address=server.target, timeout_s=5.0, check_codec_name=codec)
+    client = GrpcSafetyChecker(
+        address=server.target, timeout_s=5.0, check_codec_name=codec, batch=batch
+    )
     await client.start()
     stack.push_async_callback(client.close)
     return client.check
@@ -187,7 +191,7 @@ async def grpcio_floor(stack: contextlib.AsyncExitStack) -> Check:
     return check
 
 
-async def kernel_process(stack: contextlib.AsyncExitStack) -> Check:
+async def kernel_process(stack: contextlib.AsyncExitStack, *, batch: bool = False) -> Check:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
@@ -207,7 +211,7 @@ async def kernel_process(stack: contextlib.AsyncExitStack) -> Check:
 
     stack.push_async_callback(stop)
     port = int(await asyncio.wait_for(proc.stdout.readline(), timeout=30))
-    client = GrpcSafetyChecker(address=f"127.0.0.1:{port}", timeout_s=5.0)
+    client = GrpcSafetyChecker(address=f"127.0.0.1:{port}", timeout_s=5.0, batch=batch)
     await client.start()
     stack.push_async_callback(client.close)
     return client.check
@@ -242,9 +246,18 @@ async def run(calls: int, rounds: int, eval_calls: int) -> dict[str, object]:
             check = await grpc_kernel(stack, codec)
             targets[f"grpc {codec} seq"] = (check, 1)
             targets[f"grpc {codec} x{CONCURRENCY}"] = (check, CONCURRENCY)
+        # Concurrent checks travel in CheckBatch calls (what the scheduler does); the rows
+        # above send each check alone (batch=False), as every check was sent before.
+        batched = await grpc_kernel(stack, "upb", batch=True)
+        targets[f"grpc upb x{CONCURRENCY}, batched"] = (batched, CONCURRENCY)
         remote = await kernel_process(stack)
         targets["grpc upb seq, kernel process"] = (remote, 1)
         targets[f"grpc upb x{CONCURRENCY}, kernel process"] = (remote, CONCURRENCY)
+        remote_batched = await kernel_process(stack, batch=True)
+        targets[f"grpc upb x{CONCURRENCY}, kernel process, batched"] = (
+            remote_batched,
+            CONCURRENCY,
+        )
         for check, _ in targets.values():  # warm up: connections, caches
             for _ in range(200):
                 await check(REQUEST)
@@ -290,20 +303,20 @@ def main() -> int:
         return r["mean_us"] / floor[CONCURRENCY if f"x{CONCURRENCY}" in name else 1]["mean_us"]
 
     print(
-        f"{'row':<36}{'p50 µs':>10}{'p99 µs':>10}{'mean µs':>10}{'checks/s':>11}"
+        f"{'row':<46}{'p50 µs':>10}{'p99 µs':>10}{'mean µs':>10}{'checks/s':>11}"
         f"{'÷ base':>9}{'÷ floor':>9}"
     )
     for name, r in rows.items():
         ratio = vs_floor(name, r)
         print(
-            f"{name:<36}{r['p50_us']:>10.1f}{r['p99_us']:>10.1f}{r['mean_us']:>10.1f}"
+            f"{name:<46}{r['p50_us']:>10.1f}{r['p99_us']:>10.1f}{r['mean_us']:>10.1f}"
             f"{r['checks_per_s']:>11.0f}{r['mean_us'] / base:>9.1f}"
             + (f"{ratio:>9.2f}" if ratio is not None else "")
         )
     breaker = float(result["breaker_open_us"])  # type: ignore[arg-type]
-    print(f"{'breaker open (no call)':<36}{'':>30}{breaker:>10.1f}{'':>11}{breaker / base:>9.1f}")
+    print(f"{'breaker open (no call)':<46}{'':>30}{breaker:>10.1f}{'':>11}{breaker / base:>9.1f}")
     for name, us in evaluation.items():
-        print(f"{name:<36}{'':>30}{us:>10.1f}{'':>11}{us / base:>9.1f}")
+        print(f"{name:<46}{'':>30}{us:>10.1f}{'':>11}{us / base:>9.1f}")
     best = max(r["checks_per_s"] for name, r in rows.items() if name.startswith("grpc "))
     print(
         f"Go kernel claim: {GO_CLAIM['checks_per_s']:,} checks/s, p99 {GO_CLAIM['p99_ms']} ms on "

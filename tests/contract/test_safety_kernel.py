@@ -36,6 +36,7 @@ from cortex_adapters.grpc import (
     SafetyKernelError,
     SafetyKernelServer,
 )
+from cortex_adapters.grpc._safety_wire import MAX_BATCH, UpbCheckCodec
 from cortex_adapters.memory import (
     InMemoryBus,
     InMemoryJobStore,
@@ -54,6 +55,7 @@ from cortex_proto._wire.cortex.v1 import safety_pb2
 from tests.fakes import FakeClock
 
 CHECK = f"/{SERVICE_NAME}/Check"
+CHECK_BATCH = f"/{SERVICE_NAME}/CheckBatch"
 
 DENY_ECHO = """\
 policy:
@@ -365,7 +367,7 @@ async def test_reflection_lists_and_describes_the_safety_kernel(
     ]
     [safety] = [f for f in files if f.name == "cortex/v1/safety.proto"]
     [service] = safety.service
-    assert [m.name for m in service.method] == ["Check", "Explain"]
+    assert [m.name for m in service.method] == ["Check", "Explain", "CheckBatch"]
 
 
 async def test_a_taken_address_is_a_clear_error(kernel: SafetyKernelServer) -> None:
@@ -608,6 +610,204 @@ async def test_the_scheduler_follows_a_policy_edit_made_while_it_runs(
     await run.submit("after")
     assert run.dispatched == ["before"]
     assert await run.outcome("after") == (JobStatus.DENIED, "echo is switched off")
+
+
+# -- CheckBatch: checks asked for together travel together ------------------------------
+
+
+def mixed(n: int) -> list[SafetyRequest]:
+    """Requests DENY_ECHO decides differently, in an order that shows whether answers stay in
+    order: job.echo is denied by deny-echo, job.chat allowed by default."""
+    return [req("job.echo" if i % 3 == 0 else "job.chat", job_id=f"m{i}") for i in range(n)]
+
+
+async def test_concurrent_checks_travel_in_one_batch_each_with_its_own_decision(
+    client: GrpcSafetyChecker,
+    kernel: SafetyKernelServer,
+    kernel_metrics: InMemoryMetrics,
+    reloading: ReloadingPolicy,
+    policy_file: Path,
+) -> None:
+    write(policy_file, DENY_ECHO)
+    assert await reloading.reload()
+    requests = mixed(10)
+    decisions = await asyncio.gather(*(client.check(r) for r in requests))
+    for r, d in zip(requests, decisions, strict=True):
+        expected = (
+            ("deny-echo", Decision.DENY) if r.topic == "job.echo" else ("default", Decision.ALLOW)
+        )
+        assert (d.rule_id, d.decision) == expected, r
+    assert (client.batches_sent, kernel.batches_served) == (1, 1)
+    assert kernel.checks_served == client.rpc_calls == 10
+    # The kernel counts each decision of a batch as if it had come alone.
+    assert kernel_metrics.total("safety_decisions") == 10
+    assert client.breaker_state is BreakerState.CLOSED
+
+
+async def test_a_check_asked_for_alone_is_a_plain_check(
+    client: GrpcSafetyChecker, kernel: SafetyKernelServer
+) -> None:
+    for i in range(3):
+        assert (await client.check(req(job_id=f"alone{i}"))).allowed
+    assert (client.batches_sent, kernel.batches_served, kernel.checks_served) == (0, 0, 3)
+
+
+async def test_more_checks_than_max_batch_go_in_several_batches(
+    kernel: SafetyKernelServer,
+) -> None:
+    checker = GrpcSafetyChecker(address=kernel.target, max_batch=4)
+    await checker.start()
+    try:
+        decisions = await asyncio.gather(*(checker.check(req(job_id=f"b{i}")) for i in range(10)))
+    finally:
+        await checker.close()
+    assert all(d.allowed for d in decisions)
+    # 4 + 4 in batches; the last 2 are a batch too.
+    assert (checker.batches_sent, kernel.batches_served, kernel.checks_served) == (3, 3, 10)
+
+
+async def test_batching_can_be_switched_off(kernel: SafetyKernelServer) -> None:
+    checker = GrpcSafetyChecker(address=kernel.target, batch=False)
+    await checker.start()
+    try:
+        decisions = await asyncio.gather(*(checker.check(req(job_id=f"u{i}")) for i in range(5)))
+    finally:
+        await checker.close()
+    assert all(d.allowed for d in decisions)
+    assert (checker.batches_sent, kernel.batches_served, kernel.checks_served) == (0, 0, 5)
+
+
+async def test_an_invalid_request_in_a_batch_is_denied_alone_and_the_rest_decided(
+    client: GrpcSafetyChecker, kernel_metrics: InMemoryMetrics
+) -> None:
+    requests = [req(job_id="ok1"), req("", job_id="bad"), req("sys.destroy", job_id="ok2")]
+    good, bad, denied = await asyncio.gather(*(client.check(r) for r in requests))
+    assert client.batches_sent == 1
+    assert good.allowed
+    assert (bad.decision, bad.rule_id) == (Decision.DENY, INVALID_REQUEST_RULE)
+    assert "topic is required" in bad.reason
+    assert (denied.decision, denied.rule_id) == (Decision.DENY, "deny-sys-destroy")
+    assert client.breaker_state is BreakerState.CLOSED  # the kernel answered
+    assert kernel_metrics.total("safety_decisions") == 2  # the invalid one was not decided
+
+
+async def test_a_batch_to_a_hung_kernel_fails_each_check_closed_and_opens_the_breaker() -> None:
+    async with SilentPeer() as peer:
+        checker = GrpcSafetyChecker(
+            address=f"127.0.0.1:{peer.port}", timeout_s=0.05, failure_threshold=3
+        )
+        await checker.start()
+        try:
+            async with asyncio.timeout(5):
+                decisions = await asyncio.gather(
+                    *(checker.check(req(job_id=f"h{i}")) for i in range(5))
+                )
+            assert {(d.decision, d.reason, d.rule_id) for d in decisions} == {
+                (Decision.DENY, UNAVAILABLE_REASON, UNAVAILABLE_RULE)
+            }
+            assert checker.batches_sent == 1
+            assert checker.breaker_state is BreakerState.OPEN  # five failed checks
+            assert not (await checker.check(req(job_id="after"))).allowed
+            assert checker.short_circuited == 1
+        finally:
+            await checker.close()
+
+
+async def test_a_cancelled_check_leaves_the_others_of_its_batch_answered(
+    client: GrpcSafetyChecker, kernel: SafetyKernelServer
+) -> None:
+    tasks = [asyncio.create_task(client.check(req(job_id=f"c{i}"))) for i in range(4)]
+    await asyncio.sleep(0)  # each has asked; the batch has not gone out yet
+    tasks[1].cancel()
+    done = await asyncio.gather(*tasks, return_exceptions=True)
+    assert isinstance(done[1], asyncio.CancelledError)
+    assert all(d.allowed for d in done if not isinstance(d, BaseException))
+    assert kernel.checks_served == 3  # the cancelled one never left
+    assert client.breaker_state is BreakerState.CLOSED
+    assert (await client.check(req(job_id="next"))).allowed
+
+
+@contextlib.asynccontextmanager
+async def kernel_without_check_batch(policy: Policy) -> AsyncIterator[str]:
+    """A kernel of an older release: ``Check`` and nothing else."""
+    codec = UpbCheckCodec()
+
+    async def check(data: bytes, _: grpc.aio.ServicerContext[bytes, bytes]) -> bytes:
+        return codec.encode_decision(policy.evaluate(codec.decode_request(data)))
+
+    server = grpc.aio.server()
+    server.add_generic_rpc_handlers(
+        (
+            grpc.method_handlers_generic_handler(
+                SERVICE_NAME, {"Check": grpc.unary_unary_rpc_method_handler(check)}
+            ),
+        )
+    )
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        await server.stop(0)
+
+
+async def test_a_kernel_without_check_batch_is_sent_plain_checks(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async with kernel_without_check_batch(default_policy()) as target:
+        checker = GrpcSafetyChecker(address=target)
+        await checker.start()
+        try:
+            with caplog.at_level(logging.WARNING, logger="cortex.safety_client"):
+                first = await asyncio.gather(
+                    *(checker.check(req(job_id=f"o{i}")) for i in range(3))
+                )
+                again = await asyncio.gather(
+                    *(checker.check(req("sys.destroy", job_id=f"p{i}")) for i in range(3))
+                )
+        finally:
+            await checker.close()
+    assert all(d.allowed for d in first)
+    assert {d.rule_id for d in again} == {"deny-sys-destroy"}
+    assert checker.batches_sent == 1  # tried once, then plain Checks only
+    assert checker.breaker_state is BreakerState.CLOSED
+    assert [r.message for r in caplog.records] == ["safety_kernel_without_check_batch"]
+
+
+async def test_check_batch_on_the_wire_answers_in_order_and_refuses_what_is_not_a_batch(
+    channel: grpc.aio.Channel, kernel: SafetyKernelServer
+) -> None:
+    call = channel.unary_unary(CHECK_BATCH, None, None)
+    batch = safety_pb2.PolicyCheckBatch(
+        requests=[
+            safety_pb2.PolicyCheckRequest(job_id="w1", topic="sys.destroy"),
+            safety_pb2.PolicyCheckRequest(job_id="w2", topic="job.echo", priority="urgent"),
+            safety_pb2.PolicyCheckRequest(job_id="w3", topic="job.echo"),
+        ]
+    )
+    answer = safety_pb2.PolicyCheckBatchResponse.FromString(
+        await call(batch.SerializeToString(), timeout=2)
+    )
+    assert [(d.decision, d.rule_id) for d in answer.decisions] == [
+        (safety_pb2.DECISION_TYPE_DENY, "deny-sys-destroy"),
+        (safety_pb2.DECISION_TYPE_UNSPECIFIED, ""),
+        (safety_pb2.DECISION_TYPE_ALLOW, "default"),
+    ]
+    assert "priority" in answer.decisions[1].invalid_request
+    assert (
+        safety_pb2.PolicyCheckBatchResponse.FromString(await call(b"", timeout=2)).decisions == []
+    )
+    too_many = safety_pb2.PolicyCheckBatch(
+        requests=[safety_pb2.PolicyCheckRequest(job_id="x", topic="job.echo")] * (MAX_BATCH + 1)
+    )
+    for data, needle in (
+        (too_many.SerializeToString(), "requests"),
+        (b"\xff\xff", "PolicyCheckBatch"),
+    ):
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await call(data, timeout=2)
+        assert info.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+        assert needle in (info.value.details() or "")
 
 
 def test_the_port_is_known_only_once_bound() -> None:

@@ -32,8 +32,10 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 from prometheus_client.parser import text_string_to_metric_families
 
+from cortex_adapters.grpc._safety_wire import CHECK_BATCH_METHOD
 from cortex_adapters.grpc.cortex_api import SUBMIT_JOB_METHOD
 from cortex_adapters.nats import stream_name
+from cortex_proto._wire.cortex.v1 import safety_pb2
 from cortex_proto.cortex import v1
 from tests.nats_server import free_port
 from tests.policies import FORBIDDEN_TOPIC_POLICY
@@ -463,6 +465,81 @@ def test_one_job_is_one_trace_across_every_process(stack: Stack) -> None:
     kernel = next(s for s in spans if s.service == "cortex-safety-kernel")
     assert kernel.attributes["cortex.job_id"] == job_id
     assert kernel.attributes["cortex.decision"] == "ALLOW"
+
+
+def test_jobs_submitted_together_each_keep_one_trace_with_their_safety_check(
+    stack: Stack,
+) -> None:
+    """Checks the scheduler asks for together travel in one CheckBatch: each job's trace still
+    has its own check, on the kernel, under the scheduler's CLIENT span for that job."""
+
+    async def submit_all() -> list[tuple[str, str]]:
+        async with httpx.AsyncClient(base_url=stack.base, timeout=10) as client:
+            answers = await asyncio.gather(
+                *(
+                    client.post("/v1/jobs", json={"prompt": f"p{i}", "topic": "job.echo"})
+                    for i in range(24)
+                )
+            )
+        return [(a.json()["job_id"], a.json()["trace_id"]) for a in answers]
+
+    jobs = asyncio.run(submit_all())
+    with httpx.Client(base_url=stack.base, timeout=10) as client:
+        for job_id, _ in jobs:
+            assert wait_terminal(client, job_id)["status"] == "COMPLETED"
+
+    def kernel_span(trace_id: str) -> Span | None:
+        return next(
+            (s for s in stack.receiver.of_trace(trace_id) if s.service == "cortex-safety-kernel"),
+            None,
+        )
+
+    wait_until(lambda: all(kernel_span(t) for _, t in jobs), timeout=15)
+    methods = Counter()
+    for job_id, trace_id in jobs:
+        kernel = kernel_span(trace_id)
+        assert kernel is not None
+        assert kernel.attributes["cortex.job_id"] == job_id
+        assert kernel.attributes["cortex.decision"] == "ALLOW"
+        [client_span] = [
+            s
+            for s in stack.receiver.of_trace(trace_id)
+            if s.service == "cortex-scheduler" and s.name == "cortex.v1.SafetyKernel/Check"
+        ]
+        assert kernel.parent_id == client_span.span_id
+        methods[kernel.name] += 1
+    # With 24 submits at once the scheduler admits several in one turn: some went batched.
+    assert methods["cortex.v1.SafetyKernel/CheckBatch"] > 0, methods
+
+
+def test_a_check_batch_puts_each_request_in_the_trace_it_carries(stack: Stack) -> None:
+    address = stack.kernel.wait_for(r"safety-kernel ready on ([^;\s]+)").group(1)
+    contexts = [(uuid.uuid4().hex, uuid.uuid4().hex[:16]) for _ in range(2)]
+    batch = safety_pb2.PolicyCheckBatch(
+        requests=[
+            safety_pb2.PolicyCheckRequest(
+                job_id=f"batched-{i}",
+                topic="job.echo",
+                traceparent=f"00-{trace_id}-{parent}-01",
+            )
+            for i, (trace_id, parent) in enumerate(contexts)
+        ]
+    )
+    with grpc.insecure_channel(address) as channel:
+        data = channel.unary_unary(CHECK_BATCH_METHOD)(batch.SerializeToString(), timeout=5)
+    answer = safety_pb2.PolicyCheckBatchResponse.FromString(data)
+    assert [d.rule_id for d in answer.decisions] == ["default", "default"]
+    for i, (trace_id, parent) in enumerate(contexts):
+        wait_until(lambda t=trace_id: bool(stack.receiver.of_trace(t)))
+        [span] = stack.receiver.of_trace(trace_id)
+        assert (span.service, span.name) == (
+            "cortex-safety-kernel",
+            "cortex.v1.SafetyKernel/CheckBatch",
+        )
+        assert span.parent_id == parent
+        assert span.kind == 2  # SERVER
+        assert span.attributes["cortex.job_id"] == f"batched-{i}"
+        assert span.attributes["cortex.batch_size"] == "2"
 
 
 def test_a_callers_traceparent_becomes_the_jobs_trace(stack: Stack) -> None:

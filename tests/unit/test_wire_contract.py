@@ -86,8 +86,12 @@ FROZEN_FIELDS: dict[str, dict[str, int]] = {
         "adapter_id": 5,
         "labels": 6,
         "prompt_bytes": 7,
+        "traceparent": 8,
+        "tracestate": 9,
     },
-    "PolicyCheckResponse": {"decision": 1, "reason": 2, "rule_id": 3},
+    "PolicyCheckResponse": {"decision": 1, "reason": 2, "rule_id": 3, "invalid_request": 4},
+    "PolicyCheckBatch": {"requests": 1},
+    "PolicyCheckBatchResponse": {"decisions": 1},
     "RuleEvaluation": {"rule_id": 1, "matched": 2, "why": 3},
     "PolicyExplanation": {"decision": 1, "reason": 2, "rule_id": 3, "evaluations": 4},
 }

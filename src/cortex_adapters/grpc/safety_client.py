@@ -17,6 +17,14 @@
   address is picked up by the first probe instead of after the old channel's backoff.
   Keepalive pings every 20 s notice a peer that vanished without closing the connection.
 
+* **Batching.** Checks asked for in the same turn of the event loop (a busy scheduler admits
+  many jobs at once) go out together as one ``CheckBatch`` call, up to ``max_batch`` of them,
+  each request with its own trace context; a check asked for alone goes out as a plain
+  ``Check``. Each check still has its own decision, deadline, breaker accounting and CLIENT
+  span, exactly as if it had gone alone: a failed batch fails each of its checks closed. A
+  kernel without ``CheckBatch`` (UNIMPLEMENTED, an older release) is sent plain ``Check``
+  calls from then on. ``batch=False`` sends every check alone.
+
 Only this adapter's own denials are counted in ``Metrics.inc_safety_decision``; the kernel
 counts the decisions it makes.
 """
@@ -32,11 +40,15 @@ import grpc
 
 from cortex_adapters.grpc._breaker import BreakerState, CircuitBreaker
 from cortex_adapters.grpc._safety_wire import (
+    CHECK_BATCH_METHOD,
     CHECK_METHOD,
     EXPLAIN_METHOD,
     CheckCodecName,
+    InvalidRequest,
     check_codec,
+    decode_batch_decisions,
     decode_explanation,
+    encode_check_batch,
 )
 from cortex_adapters.telemetry.tracing import grpc_client_span
 from cortex_core.policy import Decision, PolicyExplanation, SafetyDecision, SafetyRequest
@@ -49,8 +61,30 @@ UNAVAILABLE_RULE = "kernel-unavailable"
 INVALID_REQUEST_RULE = "kernel-invalid-request"
 
 
+DEFAULT_MAX_BATCH = 256
+
+
 class SafetyKernelError(RuntimeError):
     """``explain`` could not get an answer from the kernel."""
+
+
+class _Pending:
+    """A check waiting for its batch to go out: its request, trace context and answer."""
+
+    __slots__ = ("answer", "metadata", "request")
+
+    def __init__(self, request: SafetyRequest, metadata: tuple[tuple[str, str], ...]) -> None:
+        self.request = request
+        self.metadata = metadata
+        self.answer: asyncio.Future[SafetyDecision] = asyncio.get_running_loop().create_future()
+
+    def settle(self, outcome: SafetyDecision | BaseException) -> None:
+        if self.answer.done():  # its caller was cancelled
+            return
+        if isinstance(outcome, BaseException):
+            self.answer.set_exception(outcome)
+        else:
+            self.answer.set_result(outcome)
 
 
 class GrpcSafetyChecker:
@@ -64,9 +98,13 @@ class GrpcSafetyChecker:
         metrics: Metrics | None = None,
         clock: Callable[[], float] = time.monotonic,
         check_codec_name: CheckCodecName = "upb",
+        batch: bool = True,
+        max_batch: int = DEFAULT_MAX_BATCH,
     ) -> None:
         if timeout_s <= 0:
             raise ValueError("timeout_s must be positive")
+        if max_batch < 1:
+            raise ValueError("max_batch must be at least 1")
         self._address = address
         self._timeout_s = timeout_s
         self._reset_after_s = reset_after_s
@@ -77,9 +115,15 @@ class GrpcSafetyChecker:
         )
         self._channel: grpc.aio.Channel | None = None
         self._check_rpc: grpc.aio.UnaryUnaryMultiCallable[bytes, bytes] | None = None
+        self._batch_rpc: grpc.aio.UnaryUnaryMultiCallable[bytes, bytes] | None = None
         self._retiring: set[asyncio.Task[None]] = set()
         self._rpc_calls = 0
         self._short_circuited = 0
+        self._batching = batch
+        self._max_batch = max_batch
+        self._queued: list[_Pending] = []
+        self._sending: set[asyncio.Task[None]] = set()
+        self._batches_sent = 0
 
     @property
     def address(self) -> str:
@@ -91,8 +135,14 @@ class GrpcSafetyChecker:
 
     @property
     def rpc_calls(self) -> int:
-        """``Check`` calls actually sent to the network (the breaker's refusals are not)."""
+        """Checks actually sent to the network, alone or in a batch (the breaker's refusals
+        are not)."""
         return self._rpc_calls
+
+    @property
+    def batches_sent(self) -> int:
+        """``CheckBatch`` calls sent (each carried two or more checks)."""
+        return self._batches_sent
 
     @property
     def short_circuited(self) -> int:
@@ -104,7 +154,10 @@ class GrpcSafetyChecker:
             self._open_channel()
 
     async def close(self) -> None:
+        if self._sending:  # batches on the wire: let them answer their checks
+            await asyncio.gather(*self._sending, return_exceptions=True)
         channel, self._channel, self._check_rpc = self._channel, None, None
+        self._batch_rpc = None
         if channel is not None:
             await channel.close(None)
         if self._retiring:  # channels replaced by half-open probes, still closing
@@ -126,30 +179,102 @@ class GrpcSafetyChecker:
             with grpc_client_span(
                 CHECK_METHOD, job_id=request.job_id, topic=request.topic
             ) as metadata:
-                data = await self._check_rpc(
-                    self._codec.encode_request(request),
-                    timeout=self._timeout_s,
-                    wait_for_ready=False,
-                    metadata=metadata,
-                )
-            decision = self._codec.decode_decision(data)
+                if self._batching:
+                    decision = await self._queue(request, metadata)
+                else:
+                    decision = await self._check_alone(request, metadata)
         except asyncio.CancelledError:
             self._breaker.abandon()
             raise
+        except InvalidRequest as exc:  # refused in a batch: the kernel is up
+            return self._rejected(request, str(exc))
         except grpc.aio.AioRpcError as exc:
             if exc.code() is grpc.StatusCode.INVALID_ARGUMENT:
-                self._succeeded(request)
-                return self._deny(
-                    request,
-                    reason=f"safety kernel rejected the request: {exc.details()}",
-                    rule_id=INVALID_REQUEST_RULE,
-                    cause="invalid_argument",
-                )
+                return self._rejected(request, exc.details() or "")
             return self._failed(request, f"{exc.code().name}: {exc.details()}")
         except Exception as exc:  # anything else is a failure too: fail closed, never raise
             return self._failed(request, f"{type(exc).__name__}: {exc}")
         self._succeeded(request)
         return decision
+
+    async def _check_alone(
+        self, request: SafetyRequest, metadata: tuple[tuple[str, str], ...]
+    ) -> SafetyDecision:
+        """One plain ``Check`` call."""
+        if self._check_rpc is None:
+            raise RuntimeError("GrpcSafetyChecker is closed")
+        data = await self._check_rpc(
+            self._codec.encode_request(request),
+            timeout=self._timeout_s,
+            wait_for_ready=False,
+            metadata=metadata,
+        )
+        return self._codec.decode_decision(data)
+
+    async def _queue(
+        self, request: SafetyRequest, metadata: tuple[tuple[str, str], ...]
+    ) -> SafetyDecision:
+        """Wait for the answer to ``request``, sent with the others asked for in this turn of
+        the event loop once the turn ends."""
+        pending = _Pending(request, metadata)
+        if not self._queued:
+            asyncio.get_running_loop().call_soon(self._flush)
+        self._queued.append(pending)
+        return await pending.answer
+
+    def _flush(self) -> None:
+        queued, self._queued = self._queued, []
+        for start in range(0, len(queued), self._max_batch):
+            task = asyncio.create_task(
+                self._send(queued[start : start + self._max_batch]), name="safety-check-batch"
+            )
+            self._sending.add(task)
+            task.add_done_callback(self._sending.discard)
+
+    async def _send(self, batch: list[_Pending]) -> None:
+        """Answer every check of ``batch``: its decision, or the exception its call ended in.
+        Runs in a task of its own, so a cancelled caller cancels no one else's check."""
+        live = [p for p in batch if not p.answer.done()]
+        if len(live) > 1 and self._batching:
+            try:
+                answers = await self._check_batch(live)
+            except grpc.aio.AioRpcError as exc:
+                if exc.code() is not grpc.StatusCode.UNIMPLEMENTED:
+                    for p in live:
+                        p.settle(exc)
+                    return
+                self._batching = False  # an older kernel: plain Checks from now on
+                log.warning(
+                    "safety_kernel_without_check_batch",
+                    extra={"component": "safety-client", "address": self._address},
+                )
+            except Exception as exc:
+                for p in live:
+                    p.settle(exc)
+                return
+            else:
+                for p, answer in zip(live, answers, strict=True):
+                    p.settle(answer)
+                return
+        await asyncio.gather(*(self._answer_alone(p) for p in live))
+
+    async def _answer_alone(self, pending: _Pending) -> None:
+        try:
+            pending.settle(await self._check_alone(pending.request, pending.metadata))
+        except Exception as exc:
+            pending.settle(exc)
+
+    async def _check_batch(self, batch: list[_Pending]) -> list[SafetyDecision | InvalidRequest]:
+        """One ``CheckBatch`` call for two or more checks."""
+        if self._batch_rpc is None:
+            raise RuntimeError("GrpcSafetyChecker is closed")
+        self._batches_sent += 1
+        data = await self._batch_rpc(
+            encode_check_batch([(p.request, dict(p.metadata)) for p in batch]),
+            timeout=self._timeout_s,
+            wait_for_ready=False,
+        )
+        return decode_batch_decisions(data, len(batch))
 
     async def explain(self, request: SafetyRequest, *, timeout_s: float = 2.0) -> PolicyExplanation:
         """Every rule's verdict for ``request``. Tooling, not the hot path: raises
@@ -168,6 +293,17 @@ class GrpcSafetyChecker:
             raise SafetyKernelError(f"safety kernel at {self._address}: {exc}") from exc
 
     # -- breaker and fail-closed paths -------------------------------------------------
+
+    def _rejected(self, request: SafetyRequest, why: str) -> SafetyDecision:
+        """The kernel is up and refused *this* request: DENY with its reason, and the breaker
+        counts it as a success."""
+        self._succeeded(request)
+        return self._deny(
+            request,
+            reason=f"safety kernel rejected the request: {why}",
+            rule_id=INVALID_REQUEST_RULE,
+            cause="invalid_argument",
+        )
 
     def _succeeded(self, request: SafetyRequest) -> None:
         before = self._breaker.state
@@ -241,6 +377,7 @@ class GrpcSafetyChecker:
     def _open_channel(self) -> None:
         self._channel = grpc.aio.insecure_channel(self._address, options=self._channel_options())
         self._check_rpc = self._channel.unary_unary(CHECK_METHOD, None, None)
+        self._batch_rpc = self._channel.unary_unary(CHECK_BATCH_METHOD, None, None)
 
     def _refresh_channel_if_failing(self) -> None:
         """A probe must dial now. A channel that is not READY may still be waiting out its

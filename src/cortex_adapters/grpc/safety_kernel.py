@@ -4,6 +4,10 @@
   callable returning a ``Policy``), so a reloaded policy file takes effect without a restart.
   Every decision is logged (job_id, topic, rule_id, decision) and counted
   (``Metrics.inc_safety_decision``).
+* ``CheckBatch`` decides many requests in one call, in order, each exactly as ``Check`` would
+  (logged, counted, and traced as a SERVER span child of the trace context the request
+  carries). A request in it that can't be evaluated gets its own ``invalid_request`` answer;
+  the others are still decided. The scheduler's checks travel this way under load (docs/adr/0014).
 * ``Explain`` answers what ``Check`` would decide and every rule's verdict, for tooling.
 * A request the policy can't evaluate (no ``job_id``, no ``topic``, an unknown ``priority``,
   undecodable bytes) gets ``INVALID_ARGUMENT`` naming the field; a policy that raises gets
@@ -25,16 +29,19 @@ import grpc
 from opentelemetry.trace import Span
 
 from cortex_adapters.grpc._safety_wire import (
+    CHECK_BATCH_METHOD,
     CHECK_METHOD,
     SERVICE_NAME,
     CheckCodecName,
     InvalidRequest,
     check_codec,
+    decode_check_batch,
+    encode_batch_decisions,
     encode_explanation,
 )
 from cortex_adapters.grpc._serving import Serving, serve
 from cortex_adapters.telemetry.tracing import current_trace_id, grpc_server_span
-from cortex_core.policy import Policy, SafetyRequest
+from cortex_core.policy import Policy, SafetyDecision, SafetyRequest
 from cortex_core.ports import Metrics
 
 # Registers cortex/v1/safety.proto in protobuf's default descriptor pool: reflection serves it.
@@ -93,6 +100,7 @@ class SafetyKernelServer:
         self._serving: Serving | None = None
         self._port: int | None = None
         self._checks = 0
+        self._batches = 0
         self._explains = 0
 
     @property
@@ -114,8 +122,14 @@ class SafetyKernelServer:
 
     @property
     def checks_served(self) -> int:
-        """``Check`` calls that reached this server, invalid ones included."""
+        """Requests to decide that reached this server, alone (``Check``) or in a batch,
+        invalid ones included."""
         return self._checks
+
+    @property
+    def batches_served(self) -> int:
+        """``CheckBatch`` calls that reached this server."""
+        return self._batches
 
     @property
     def explains_served(self) -> int:
@@ -160,6 +174,7 @@ class SafetyKernelServer:
             SERVICE_NAME,
             {
                 "Check": grpc.unary_unary_rpc_method_handler(self._check),
+                "CheckBatch": grpc.unary_unary_rpc_method_handler(self._check_batch),
                 "Explain": grpc.unary_unary_rpc_method_handler(self._explain),
             },
         )
@@ -170,10 +185,7 @@ class SafetyKernelServer:
         try:
             return self._codec.decode_request(data)
         except InvalidRequest as exc:
-            log.warning(
-                "safety_request_invalid",
-                extra={"component": "safety-kernel", "error": str(exc), "peer": context.peer()},
-            )
+            _log_invalid(exc, context)
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
 
     async def _evaluate(
@@ -181,10 +193,12 @@ class SafetyKernelServer:
         how: Callable[[Policy, SafetyRequest], _T],
         request: SafetyRequest,
         context: grpc.aio.ServicerContext[bytes, bytes],
+        policy: Policy | None = None,
     ) -> _T:
-        """``how(current policy, request)``; a policy that raises is INTERNAL, and logged."""
+        """``how(policy, request)``, the current policy by default; a policy that raises is
+        INTERNAL, and logged."""
         try:
-            return how(self._policy(), request)
+            return how(policy or self._policy(), request)
         except Exception:
             log.exception(
                 "safety_policy_failed",
@@ -201,8 +215,42 @@ class SafetyKernelServer:
     ) -> bytes:
         self._checks += 1
         request = await self._decode(data, context)
+        decision = await self._decide(request, context, span)
+        return self._codec.encode_decision(decision)
+
+    async def _check_batch(
+        self, data: bytes, context: grpc.aio.ServicerContext[bytes, bytes]
+    ) -> bytes:
+        self._batches += 1
+        try:
+            items = decode_check_batch(data)
+        except InvalidRequest as exc:
+            _log_invalid(exc, context)
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        policy = self._policy()  # one policy for the whole batch, even across a reload
+        answers: list[SafetyDecision | InvalidRequest] = []
+        for request, trace in items:
+            self._checks += 1
+            with grpc_server_span(
+                CHECK_BATCH_METHOD, trace.items(), batch_size=str(len(items))
+            ) as span:
+                if isinstance(request, InvalidRequest):
+                    _log_invalid(request, context)
+                    answers.append(request)
+                else:
+                    answers.append(await self._decide(request, context, span, policy))
+        return encode_batch_decisions(answers)
+
+    async def _decide(
+        self,
+        request: SafetyRequest,
+        context: grpc.aio.ServicerContext[bytes, bytes],
+        span: Span,
+        policy: Policy | None = None,
+    ) -> SafetyDecision:
+        """Evaluate one request; log and count the decision, and put it on ``span``."""
         span.set_attributes({"cortex.job_id": request.job_id, "cortex.topic": request.topic})
-        decision = await self._evaluate(Policy.evaluate, request, context)
+        decision = await self._evaluate(Policy.evaluate, request, context, policy)
         span.set_attributes(
             {"cortex.rule_id": decision.rule_id, "cortex.decision": decision.decision.value}
         )
@@ -221,7 +269,7 @@ class SafetyKernelServer:
         )
         if self._metrics is not None:
             self._metrics.inc_safety_decision(decision.rule_id, decision.decision.value)
-        return self._codec.encode_decision(decision)
+        return decision
 
     async def _explain(self, data: bytes, context: grpc.aio.ServicerContext[bytes, bytes]) -> bytes:
         self._explains += 1
@@ -238,3 +286,10 @@ class SafetyKernelServer:
             },
         )
         return encode_explanation(explanation)
+
+
+def _log_invalid(exc: InvalidRequest, context: grpc.aio.ServicerContext[bytes, bytes]) -> None:
+    log.warning(
+        "safety_request_invalid",
+        extra={"component": "safety-kernel", "error": str(exc), "peer": context.peer()},
+    )

@@ -15,6 +15,8 @@ __all__ = (
     "JobRequest",
     "JobResult",
     "JobStatus",
+    "PolicyCheckBatch",
+    "PolicyCheckBatchResponse",
     "PolicyCheckRequest",
     "PolicyCheckResponse",
     "PolicyExplanation",
@@ -369,6 +371,36 @@ default_message_pool.register_message("cortex.v1", "JobResult", JobResult)
 
 
 @dataclass(eq=False, repr=False)
+class PolicyCheckBatch(betterproto2.Message):
+    """
+    Appended: the requests of one CheckBatch call.
+    """
+
+    requests: "list[PolicyCheckRequest]" = betterproto2.field(
+        1, betterproto2.TYPE_MESSAGE, repeated=True
+    )
+
+
+default_message_pool.register_message("cortex.v1", "PolicyCheckBatch", PolicyCheckBatch)
+
+
+@dataclass(eq=False, repr=False)
+class PolicyCheckBatchResponse(betterproto2.Message):
+    """
+    Appended: one answer per request of a CheckBatch, in the same order.
+    """
+
+    decisions: "list[PolicyCheckResponse]" = betterproto2.field(
+        1, betterproto2.TYPE_MESSAGE, repeated=True
+    )
+
+
+default_message_pool.register_message(
+    "cortex.v1", "PolicyCheckBatchResponse", PolicyCheckBatchResponse
+)
+
+
+@dataclass(eq=False, repr=False)
 class PolicyCheckRequest(betterproto2.Message):
     job_id: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
@@ -393,6 +425,14 @@ class PolicyCheckRequest(betterproto2.Message):
 
     prompt_bytes: "int" = betterproto2.field(7, betterproto2.TYPE_UINT64)
 
+    traceparent: "str" = betterproto2.field(8, betterproto2.TYPE_STRING)
+    """
+    Appended: the W3C trace context of the job this check is for. In a CheckBatch each request
+    carries its own (a unary Check carries it in the call's metadata instead).
+    """
+
+    tracestate: "str" = betterproto2.field(9, betterproto2.TYPE_STRING)
+
 
 default_message_pool.register_message("cortex.v1", "PolicyCheckRequest", PolicyCheckRequest)
 
@@ -408,6 +448,12 @@ class PolicyCheckResponse(betterproto2.Message):
     rule_id: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
     """
     appended: the rule that decided, "default" if none matched
+    """
+
+    invalid_request: "str" = betterproto2.field(4, betterproto2.TYPE_STRING)
+    """
+    Appended (CheckBatch only): why the kernel could not evaluate this request, naming the
+    field; the decision is then UNSPECIFIED. A unary Check answers INVALID_ARGUMENT instead.
     """
 
 
@@ -543,6 +589,20 @@ class SafetyKernelStub:
             "/cortex.v1.SafetyKernel/Explain",
             PolicyCheckRequest.SerializeToString,
             PolicyExplanation.FromString,
+        )(message)
+
+    def check_batch(self, message: "PolicyCheckBatch") -> "PolicyCheckBatchResponse":
+        """
+        Appended: many checks in one call, answered in the same order. A busy scheduler sends the
+        checks of the jobs it admits together this way; each is decided, logged and counted as if
+        it came alone. A request the policy can't evaluate gets its own invalid_request answer and
+        does not fail the others.
+        """
+
+        return self._channel.unary_unary(
+            "/cortex.v1.SafetyKernel/CheckBatch",
+            PolicyCheckBatch.SerializeToString,
+            PolicyCheckBatchResponse.FromString,
         )(message)
 
 

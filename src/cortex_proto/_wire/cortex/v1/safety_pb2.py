@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16\x63ortex/v1/safety.proto\x12\tcortex.v1\"\xe9\x01\n\x12PolicyCheckRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\r\n\x05topic\x18\x02 \x01(\t\x12\x0e\n\x06tenant\x18\x03 \x01(\t\x12\x10\n\x08priority\x18\x04 \x01(\t\x12\x12\n\nadapter_id\x18\x05 \x01(\t\x12\x39\n\x06labels\x18\x06 \x03(\x0b\x32).cortex.v1.PolicyCheckRequest.LabelsEntry\x12\x14\n\x0cprompt_bytes\x18\x07 \x01(\x04\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"a\n\x13PolicyCheckResponse\x12)\n\x08\x64\x65\x63ision\x18\x01 \x01(\x0e\x32\x17.cortex.v1.DecisionType\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x0f\n\x07rule_id\x18\x03 \x01(\t\"?\n\x0eRuleEvaluation\x12\x0f\n\x07rule_id\x18\x01 \x01(\t\x12\x0f\n\x07matched\x18\x02 \x01(\x08\x12\x0b\n\x03why\x18\x03 \x01(\t\"\x8f\x01\n\x11PolicyExplanation\x12)\n\x08\x64\x65\x63ision\x18\x01 \x01(\x0e\x32\x17.cortex.v1.DecisionType\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x0f\n\x07rule_id\x18\x03 \x01(\t\x12.\n\x0b\x65valuations\x18\x04 \x03(\x0b\x32\x19.cortex.v1.RuleEvaluation*\x82\x01\n\x0c\x44\x65\x63isionType\x12\x1d\n\x19\x44\x45\x43ISION_TYPE_UNSPECIFIED\x10\x00\x12\x17\n\x13\x44\x45\x43ISION_TYPE_ALLOW\x10\x01\x12\x16\n\x12\x44\x45\x43ISION_TYPE_DENY\x10\x02\x12\"\n\x1e\x44\x45\x43ISION_TYPE_REQUIRE_APPROVAL\x10\x03\x32\x9e\x01\n\x0cSafetyKernel\x12\x46\n\x05\x43heck\x12\x1d.cortex.v1.PolicyCheckRequest\x1a\x1e.cortex.v1.PolicyCheckResponse\x12\x46\n\x07\x45xplain\x12\x1d.cortex.v1.PolicyCheckRequest\x1a\x1c.cortex.v1.PolicyExplanationb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16\x63ortex/v1/safety.proto\x12\tcortex.v1\"\x92\x02\n\x12PolicyCheckRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\r\n\x05topic\x18\x02 \x01(\t\x12\x0e\n\x06tenant\x18\x03 \x01(\t\x12\x10\n\x08priority\x18\x04 \x01(\t\x12\x12\n\nadapter_id\x18\x05 \x01(\t\x12\x39\n\x06labels\x18\x06 \x03(\x0b\x32).cortex.v1.PolicyCheckRequest.LabelsEntry\x12\x14\n\x0cprompt_bytes\x18\x07 \x01(\x04\x12\x13\n\x0btraceparent\x18\x08 \x01(\t\x12\x12\n\ntracestate\x18\t \x01(\t\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"z\n\x13PolicyCheckResponse\x12)\n\x08\x64\x65\x63ision\x18\x01 \x01(\x0e\x32\x17.cortex.v1.DecisionType\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x0f\n\x07rule_id\x18\x03 \x01(\t\x12\x17\n\x0finvalid_request\x18\x04 \x01(\t\"C\n\x10PolicyCheckBatch\x12/\n\x08requests\x18\x01 \x03(\x0b\x32\x1d.cortex.v1.PolicyCheckRequest\"M\n\x18PolicyCheckBatchResponse\x12\x31\n\tdecisions\x18\x01 \x03(\x0b\x32\x1e.cortex.v1.PolicyCheckResponse\"?\n\x0eRuleEvaluation\x12\x0f\n\x07rule_id\x18\x01 \x01(\t\x12\x0f\n\x07matched\x18\x02 \x01(\x08\x12\x0b\n\x03why\x18\x03 \x01(\t\"\x8f\x01\n\x11PolicyExplanation\x12)\n\x08\x64\x65\x63ision\x18\x01 \x01(\x0e\x32\x17.cortex.v1.DecisionType\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x0f\n\x07rule_id\x18\x03 \x01(\t\x12.\n\x0b\x65valuations\x18\x04 \x03(\x0b\x32\x19.cortex.v1.RuleEvaluation*\x82\x01\n\x0c\x44\x65\x63isionType\x12\x1d\n\x19\x44\x45\x43ISION_TYPE_UNSPECIFIED\x10\x00\x12\x17\n\x13\x44\x45\x43ISION_TYPE_ALLOW\x10\x01\x12\x16\n\x12\x44\x45\x43ISION_TYPE_DENY\x10\x02\x12\"\n\x1e\x44\x45\x43ISION_TYPE_REQUIRE_APPROVAL\x10\x03\x32\xee\x01\n\x0cSafetyKernel\x12\x46\n\x05\x43heck\x12\x1d.cortex.v1.PolicyCheckRequest\x1a\x1e.cortex.v1.PolicyCheckResponse\x12\x46\n\x07\x45xplain\x12\x1d.cortex.v1.PolicyCheckRequest\x1a\x1c.cortex.v1.PolicyExplanation\x12N\n\nCheckBatch\x12\x1b.cortex.v1.PolicyCheckBatch\x1a#.cortex.v1.PolicyCheckBatchResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,18 +33,22 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_POLICYCHECKREQUEST_LABELSENTRY']._loaded_options = None
   _globals['_POLICYCHECKREQUEST_LABELSENTRY']._serialized_options = b'8\001'
-  _globals['_DECISIONTYPE']._serialized_start=584
-  _globals['_DECISIONTYPE']._serialized_end=714
+  _globals['_DECISIONTYPE']._serialized_start=798
+  _globals['_DECISIONTYPE']._serialized_end=928
   _globals['_POLICYCHECKREQUEST']._serialized_start=38
-  _globals['_POLICYCHECKREQUEST']._serialized_end=271
-  _globals['_POLICYCHECKREQUEST_LABELSENTRY']._serialized_start=226
-  _globals['_POLICYCHECKREQUEST_LABELSENTRY']._serialized_end=271
-  _globals['_POLICYCHECKRESPONSE']._serialized_start=273
-  _globals['_POLICYCHECKRESPONSE']._serialized_end=370
-  _globals['_RULEEVALUATION']._serialized_start=372
-  _globals['_RULEEVALUATION']._serialized_end=435
-  _globals['_POLICYEXPLANATION']._serialized_start=438
-  _globals['_POLICYEXPLANATION']._serialized_end=581
-  _globals['_SAFETYKERNEL']._serialized_start=717
-  _globals['_SAFETYKERNEL']._serialized_end=875
+  _globals['_POLICYCHECKREQUEST']._serialized_end=312
+  _globals['_POLICYCHECKREQUEST_LABELSENTRY']._serialized_start=267
+  _globals['_POLICYCHECKREQUEST_LABELSENTRY']._serialized_end=312
+  _globals['_POLICYCHECKRESPONSE']._serialized_start=314
+  _globals['_POLICYCHECKRESPONSE']._serialized_end=436
+  _globals['_POLICYCHECKBATCH']._serialized_start=438
+  _globals['_POLICYCHECKBATCH']._serialized_end=505
+  _globals['_POLICYCHECKBATCHRESPONSE']._serialized_start=507
+  _globals['_POLICYCHECKBATCHRESPONSE']._serialized_end=584
+  _globals['_RULEEVALUATION']._serialized_start=586
+  _globals['_RULEEVALUATION']._serialized_end=649
+  _globals['_POLICYEXPLANATION']._serialized_start=652
+  _globals['_POLICYEXPLANATION']._serialized_end=795
+  _globals['_SAFETYKERNEL']._serialized_start=931
+  _globals['_SAFETYKERNEL']._serialized_end=1169
 # @@protoc_insertion_point(module_scope)

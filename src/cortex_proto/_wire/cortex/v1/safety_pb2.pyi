@@ -19,7 +19,7 @@ DECISION_TYPE_DENY: DecisionType
 DECISION_TYPE_REQUIRE_APPROVAL: DecisionType
 
 class PolicyCheckRequest(_message.Message):
-    __slots__ = ("job_id", "topic", "tenant", "priority", "adapter_id", "labels", "prompt_bytes")
+    __slots__ = ("job_id", "topic", "tenant", "priority", "adapter_id", "labels", "prompt_bytes", "traceparent", "tracestate")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -34,6 +34,8 @@ class PolicyCheckRequest(_message.Message):
     ADAPTER_ID_FIELD_NUMBER: _ClassVar[int]
     LABELS_FIELD_NUMBER: _ClassVar[int]
     PROMPT_BYTES_FIELD_NUMBER: _ClassVar[int]
+    TRACEPARENT_FIELD_NUMBER: _ClassVar[int]
+    TRACESTATE_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     topic: str
     tenant: str
@@ -41,17 +43,33 @@ class PolicyCheckRequest(_message.Message):
     adapter_id: str
     labels: _containers.ScalarMap[str, str]
     prompt_bytes: int
-    def __init__(self, job_id: _Optional[str] = ..., topic: _Optional[str] = ..., tenant: _Optional[str] = ..., priority: _Optional[str] = ..., adapter_id: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., prompt_bytes: _Optional[int] = ...) -> None: ...
+    traceparent: str
+    tracestate: str
+    def __init__(self, job_id: _Optional[str] = ..., topic: _Optional[str] = ..., tenant: _Optional[str] = ..., priority: _Optional[str] = ..., adapter_id: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., prompt_bytes: _Optional[int] = ..., traceparent: _Optional[str] = ..., tracestate: _Optional[str] = ...) -> None: ...
 
 class PolicyCheckResponse(_message.Message):
-    __slots__ = ("decision", "reason", "rule_id")
+    __slots__ = ("decision", "reason", "rule_id", "invalid_request")
     DECISION_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
     RULE_ID_FIELD_NUMBER: _ClassVar[int]
+    INVALID_REQUEST_FIELD_NUMBER: _ClassVar[int]
     decision: DecisionType
     reason: str
     rule_id: str
-    def __init__(self, decision: _Optional[_Union[DecisionType, str]] = ..., reason: _Optional[str] = ..., rule_id: _Optional[str] = ...) -> None: ...
+    invalid_request: str
+    def __init__(self, decision: _Optional[_Union[DecisionType, str]] = ..., reason: _Optional[str] = ..., rule_id: _Optional[str] = ..., invalid_request: _Optional[str] = ...) -> None: ...
+
+class PolicyCheckBatch(_message.Message):
+    __slots__ = ("requests",)
+    REQUESTS_FIELD_NUMBER: _ClassVar[int]
+    requests: _containers.RepeatedCompositeFieldContainer[PolicyCheckRequest]
+    def __init__(self, requests: _Optional[_Iterable[_Union[PolicyCheckRequest, _Mapping]]] = ...) -> None: ...
+
+class PolicyCheckBatchResponse(_message.Message):
+    __slots__ = ("decisions",)
+    DECISIONS_FIELD_NUMBER: _ClassVar[int]
+    decisions: _containers.RepeatedCompositeFieldContainer[PolicyCheckResponse]
+    def __init__(self, decisions: _Optional[_Iterable[_Union[PolicyCheckResponse, _Mapping]]] = ...) -> None: ...
 
 class RuleEvaluation(_message.Message):
     __slots__ = ("rule_id", "matched", "why")
