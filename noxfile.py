@@ -76,13 +76,15 @@ def proto_check(session: nox.Session) -> None:
     session.run("python", "tools/gen_proto.py", "--check")
 
 
+BENCH_CLIENT_LOOP = "uvloop==0.23.0"
+"""Every benchmark client runs on uvloop (bench/e2e/loadgen.py), Cortex's as the peers'."""
 BENCH_PEERS: dict[str, tuple[str, ...]] = {
     # Each peer of the end-to-end benchmark (bench/bench_e2e.py) in a virtualenv of its own, so
     # that none of their dependencies enters the project's environment. Pinned to the releases
     # the benchmark was written against.
-    "celery": ("celery[redis]==5.7.0",),
-    "dramatiq": ("dramatiq[redis]==2.2.1",),
-    "taskiq": ("taskiq==0.13.0", "taskiq-nats==0.7.0", "taskiq-redis==1.2.4"),
+    "celery": ("celery[redis]==5.7.0", BENCH_CLIENT_LOOP),
+    "dramatiq": ("dramatiq[redis]==2.2.1", BENCH_CLIENT_LOOP),
+    "taskiq": ("taskiq==0.13.0", "taskiq-nats==0.7.0", "taskiq-redis==1.2.4", BENCH_CLIENT_LOOP),
 }
 
 

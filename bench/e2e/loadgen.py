@@ -23,7 +23,7 @@ import platform
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Protocol
@@ -167,6 +167,16 @@ def versions(*distributions: str) -> dict[str, str]:
     return found
 
 
+def _event_loop_runner() -> tuple[Callable[[Coroutine[Any, Any, dict[str, Any]]], Any], str]:
+    """uvloop's ``run`` where it is installed (every system's client environment has it, so
+    that no client is slowed by asyncio's own loop more than another), else asyncio's."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run, "asyncio"
+    return uvloop.run, "uvloop"
+
+
 def client_main(
     name: str, make_client: Callable[[argparse.Namespace], Client], *distributions: str
 ) -> None:
@@ -184,7 +194,8 @@ def client_main(
     parser.add_argument("--poll-ms", type=float, default=10.0, help="where the client polls")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
-    result = asyncio.run(
+    run, loop = _event_loop_runner()
+    result = run(
         drive(
             make_client(args),
             warmup=args.warmup,
@@ -194,5 +205,6 @@ def client_main(
         )
     )
     result["client"] = name
+    result["client_loop"] = loop
     result["versions"] = versions(*distributions)
     args.out.write_text(json.dumps(result, indent=2))
