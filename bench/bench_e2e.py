@@ -15,8 +15,9 @@ One worker process per system (``--workers N``), each able to run at least C job
 that no worker pool is a cap the system would not have. Each system's client is a process of
 its own, in that system's environment, and drives it with the same load generator
 (bench/e2e/loadgen.py): a warm-up (not reported), M jobs with at most C in flight, then S jobs
-one at a time (C=1). Every client runs on the stock asyncio loop (the synchronous Celery and
-Dramatiq clients in a pool of C threads under it). Each job is an echo of a 128-character
+one at a time (C=1). Every client runs on uvloop, installed in each system's environment (the
+synchronous Celery and Dramatiq clients in a pool of C threads under it; Taskiq's worker also
+takes uvloop when it is installed). Each job is an echo of a 128-character
 payload unique to the job, and a job counts only when its result comes back equal to it;
 failures are counted, reported, and make the run exit non-zero. Latency runs from just before
 the submit until the client holds the verified result. Systems run in interleaved rounds (the
@@ -68,14 +69,18 @@ as deployed, with ``--log-level warning`` and the rate limit off. Per job the ga
 the context and the PENDING job in Redis and publishes the submit on JetStream; the scheduler
 asks the Safety Kernel over gRPC, picks the least-loaded worker, records RUNNING and dispatches
 on JetStream; the worker reads the context, runs echo, stores the result and publishes it on
-JetStream; the scheduler records COMPLETED. The client, over HTTP/1.1 keep-alive (one
-connection per job in flight): ``POST /v1/jobs``, ``GET /v1/jobs/{id}?wait_s=30`` until the
-status is terminal (a long poll where the gateway has it; otherwise one GET every
-``--poll-ms``, reported as ``status_calls_per_job``), then ``GET /v1/jobs/{id}/result``.
+JetStream; the scheduler records COMPLETED and announces it on ``sys.job.done``. The client,
+over HTTP/1.1 keep-alive (one connection per job in flight): one ``POST /v1/jobs?wait_s=30``,
+which the gateway answers once the job has ended, with the job and its result (200); a job
+not ended within it (202) is followed by one ``GET /v1/jobs/{id}/result?wait_s=30``, and
+``status_calls_per_job`` counts the waiting calls.
 
 ``cortex-bus``: the same processes, the client skipping HTTP: Cortex's own ``FrontDoor`` in
-the client process on NATS and Redis, ``submit``, then ``wait`` (or ``status`` every
-``--poll-ms`` where the FrontDoor has no ``wait``), then ``result``.
+the client process on NATS and Redis, ``submit``, then ``result(wait_s=30)``.
+
+Every system's servers are also measured for the CPU they spend per job (``cpu_ms_per_job``,
+bench/cpu.py), each process apart, with the shared NATS and Redis charged to the system that
+ran meanwhile; the clients' own CPU is left out.
 
 Ratios (``ratios`` in the JSON): Cortex ÷ each baseline, for jobs/s (above 1: Cortex is
 faster) and for the p50s at C and at C=1 (below 1: Cortex is faster), REST and bus.

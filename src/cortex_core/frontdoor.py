@@ -68,10 +68,10 @@ DEFAULT_TOPIC = TOPIC_ECHO
 CANCELLED_BY_CLIENT = "cancelled by client"
 REJECTED_BY_REVIEWER = "rejected by reviewer"
 RETRY_KEY_PREFIX = "retry:"
-MAX_WAIT_S = 60.0
-"""The longest a client may wait on one job in one call (``wait``, ``?wait_s=``)."""
 """The idempotency key of a dead-letter retry is ``retry:<old job id>``: retrying one job twice
 gives the same new job."""
+MAX_WAIT_S = 60.0
+"""The longest a client may wait on one job in one call (``wait``, ``?wait_s=``)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -181,6 +181,14 @@ def encode_context(cmd: SubmitJob) -> bytes:
         "labels": dict(cmd.labels),
     }
     return json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def check_wait_s(wait_s: float) -> None:
+    """``InvalidField`` naming ``wait_s`` unless it is more than 0 and at most ``MAX_WAIT_S``
+    seconds: the one bound of every wait, checked by ``FrontDoor.wait`` and by a route that
+    must refuse a bad ``wait_s`` before it does anything else."""
+    if not 0 < wait_s <= MAX_WAIT_S:  # also false for NaN and infinity
+        raise InvalidField("wait_s", f"wait_s must be > 0 and <= {MAX_WAIT_S:g}")
 
 
 def parse_status_filter(text: str) -> StatusFilter:
@@ -307,8 +315,7 @@ class FrontDoor:
         again every ``recheck_s`` in case a notice was lost. Without a watch it answers at
         once. ``JobNotFound`` as ``status``; ``InvalidField`` for a timeout outside (0, 60] s.
         """
-        if not 0 < timeout_s <= MAX_WAIT_S:  # also false for NaN and infinity
-            raise InvalidField("wait_s", f"wait_s must be > 0 and <= {MAX_WAIT_S:g}")
+        check_wait_s(timeout_s)
         if self._watch is None:
             return await self.status(job_id, tenant_id)
         deadline = self._clock.now() + timeout_s
@@ -330,6 +337,13 @@ class FrontDoor:
             if wait_s is not None
             else self.status(job_id, tenant_id)
         )
+        return job, await self.result_of(job)
+
+    async def result_of(self, job: Job) -> bytes:
+        """The stored result document of ``job``, a job ``status`` or ``wait`` gave the caller.
+        ``ResultNotReady`` with the job's status if it has not ended, ended without a result,
+        or its result has expired from the memory fabric."""
+        job_id = job.job_id
         if not job.is_terminal:
             raise ResultNotReady(job_id, job.status, f"job {job_id} is {job.status}; no result yet")
         if job.result_ptr is None:
@@ -341,7 +355,7 @@ class FrontDoor:
             raise ResultNotReady(
                 job_id, job.status, f"the result of job {job_id} has expired from the memory fabric"
             )
-        return job, data
+        return data
 
     async def list_jobs(
         self,

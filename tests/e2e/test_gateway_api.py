@@ -373,6 +373,42 @@ def test_result_with_wait_s_is_one_request_from_submit_to_result(a: httpx.Client
         assert_error(r, 400, "invalid_request", field="wait_s")
 
 
+def test_submit_with_wait_s_is_one_request_from_submit_to_result(
+    stack: Stack, a: httpx.Client
+) -> None:
+    r = a.post("/v1/jobs", params={"wait_s": 10}, json={"prompt": "in one request"})
+    assert r.status_code == 200, r.text
+    assert "Idempotent-Replayed" not in r.headers
+    body = r.json()
+    assert body["status"] == "COMPLETED", body
+    assert body["result"] == {
+        "echo": "in one request",
+        "topic": "job.echo",
+        "worker_id": stack.worker_id,
+    }
+    job_id = body["job_id"]
+    assert {k: v for k, v in body.items() if k != "result"} == a.get(f"/v1/jobs/{job_id}").json()
+    # Ended without a result (the policy denies it): 200, result null.
+    r = a.post("/v1/jobs", params={"wait_s": 10}, json={"prompt": "x", "topic": "job.forbidden"})
+    assert r.status_code == 200, r.text
+    ended = r.json()
+    assert (ended["status"], ended["reason"], ended["result"]) == ("DENIED", FORBIDDEN_REASON, None)
+    # Not ended in time (it waits for a person): 202, as without wait_s.
+    review = {"prompt": "x", "labels": {"review": "yes"}}
+    r = a.post("/v1/jobs", params={"wait_s": 0.3}, json=review)
+    assert r.status_code == 202, r.text
+    held = r.json()["job_id"]
+    wait_for_job(a, held, lambda j: j["status"] == "APPROVAL_REQUIRED")
+    a.post(f"/v1/jobs/{held}/reject")
+    # A bad wait_s submits nothing.
+    run = uuid.uuid4().hex
+    never = {"prompt": "never", "labels": {"run": run}}
+    for bad in ("0", "61", "nan", "inf", "soon"):
+        r = a.post("/v1/jobs", params={"wait_s": bad}, json=never)
+        assert_error(r, 400, "invalid_request", field="wait_s")
+    assert [j for j in list_all(a) if j["labels"].get("run") == run] == []
+
+
 def test_unknown_jobs_are_404_and_unfinished_results_409(a: httpx.Client) -> None:
     for method, path in [
         ("GET", "/v1/jobs/no-such-job"),

@@ -78,6 +78,18 @@ async def test_echo_job_completes_with_its_prompt(
     assert reached == [ids["job_id"]]
 
 
+async def test_submit_with_wait_s_answers_with_the_result(
+    cortex: tuple[AsyncTestClient[Any], list[str]],
+) -> None:
+    client, reached = cortex
+    r = await client.post("/v1/jobs", params={"wait_s": 10}, json={"prompt": "one request"})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert (body["status"], body["topic"]) == ("COMPLETED", "job.echo")
+    assert body["result"]["echo"] == "one request"
+    assert reached == [body["job_id"]]
+
+
 async def test_a_denied_job_never_reaches_a_worker(
     cortex: tuple[AsyncTestClient[Any], list[str]],
 ) -> None:

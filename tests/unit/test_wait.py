@@ -1,23 +1,29 @@
 """Waiting for a job to end: ``FrontDoor.wait`` on a ``BusJobWatch`` (the in-memory bus here;
-tests/e2e/test_observability.py and the gateway tests run it on NATS)."""
+tests/e2e/test_observability.py and the gateway tests run it on NATS), and the REST gateway's
+``POST /v1/jobs?wait_s=`` on it."""
 
 from __future__ import annotations
 
 import asyncio
+import json
+import math
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
+import httpx
 import pytest
 
 from cortex_adapters.codec import ProtobufCodec
+from cortex_adapters.http.app import Gateway, JobView, create_app
 from cortex_adapters.memory import InMemoryBus, InMemoryJobStore, InMemoryMemoryStore
 from cortex_adapters.system import SystemClock
 from cortex_adapters.watch import BusJobWatch
-from cortex_core.bus_protocol import SUBJECT_JOB_DONE
+from cortex_core.access import Gatekeeper
+from cortex_core.bus_protocol import SUBJECT_JOB_DONE, SUBJECT_JOB_SUBMIT
 from cortex_core.errors import InvalidField, JobNotFound
 from cortex_core.frontdoor import FrontDoor, SubmitJob
-from cortex_core.jobs import RunningJob
-from cortex_core.messages import BusPacket, JobResult, JobStatus
+from cortex_core.jobs import PendingJob, RunningJob
+from cortex_core.messages import BusPacket, JobRequest, JobResult, JobStatus
 from cortex_core.watch import announce_done
 from tests.fakes import SequentialIds
 
@@ -127,7 +133,7 @@ async def test_a_notice_for_a_job_still_running_does_not_spin_the_waiter(s: Setu
 
 
 async def test_wait_rejects_a_bad_timeout_and_an_unknown_job(s: Setup) -> None:
-    for bad in (0.0, -1.0, 61.0):
+    for bad in (0.0, -1.0, 61.0, math.nan, math.inf):
         with pytest.raises(InvalidField) as err:
             await s.frontdoor.wait("a" * 32, timeout_s=bad)
         assert err.value.field == "wait_s"
@@ -183,3 +189,186 @@ async def test_result_with_wait_s_answers_once_the_result_is_there(s: Setup) -> 
     job, data = await asyncio.wait_for(waiter, 5)
     assert job.status is JobStatus.COMPLETED
     assert data == b'{"echo": "hi"}'
+
+
+# -- POST /v1/jobs?wait_s=: one request from submit to result --------------------------------
+
+ECHO, HELD, FORBIDDEN = "job.echo", "job.held", "job.forbidden"
+LOST, NOT_JSON = "job.lost", "job.notjson"
+FORBIDDEN_REASON = "topic job.forbidden is forbidden"
+JOB_VIEW_FIELDS = set(JobView.__struct_fields__)
+
+
+@pytest.fixture
+async def http(s: Setup) -> AsyncIterator[httpx.AsyncClient]:
+    """The REST gateway on ``s``'s front door, auth off, with a stand-in scheduler and worker
+    on ``sys.job.submit``: an echo job completes (its result ``{"echo": <prompt>}``), a
+    forbidden one is DENIED, a lost one completes without its result in the memory fabric, a
+    not-JSON one stores bytes that are not JSON, and a held one stays PENDING."""
+
+    async def run(packet: BusPacket) -> None:
+        request = packet.payload
+        assert isinstance(request, JobRequest)
+        if request.topic == HELD:
+            return
+        await asyncio.sleep(0.05)  # the submit has answered; the handler waits by now
+        job = await s.jobs.get(request.job_id)
+        assert isinstance(job, PendingJob)
+        if request.topic == FORBIDDEN:
+            denied = job.deny(FORBIDDEN_REASON, s.clock.now())
+            assert await s.jobs.transition(denied)
+            await announce_done(s.bus, denied, "scheduler")
+        else:
+            context = await s.memory.get_context(request.job_id)
+            assert context is not None
+            if request.topic == ECHO:
+                prompt = json.loads(context)["prompt"]
+                await s.memory.put_result(request.job_id, json.dumps({"echo": prompt}).encode())
+            elif request.topic == NOT_JSON:
+                await s.memory.put_result(request.job_id, b"{not json")
+            await _finish(s, request.job_id)
+
+    await s.bus.subscribe(SUBJECT_JOB_SUBMIT, run, max_in_flight=16)
+    gateway = Gateway(
+        frontdoor=s.frontdoor,
+        gatekeeper=Gatekeeper(keys=None, clock=s.clock),
+        clock=s.clock,
+    )
+    # On this event loop, as the front door's bus and watch (a litestar AsyncTestClient would
+    # run the app on a loop of its own).
+    transport = httpx.ASGITransport(app=create_app(gateway))
+    async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as client:
+        yield client
+
+
+async def _all_jobs(s: Setup) -> list[str]:
+    jobs, _ = await s.jobs.list_jobs(limit=200)
+    return [j.job_id for j in jobs]
+
+
+@pytest.mark.parametrize("bad", ["0", "-1", "61", "nan", "inf", "-inf", "soon", ""])
+async def test_submit_with_a_bad_wait_s_is_400_and_submits_nothing(
+    s: Setup, http: httpx.AsyncClient, bad: str
+) -> None:
+    r = await http.post("/v1/jobs", params={"wait_s": bad}, json={"prompt": "hi"})
+    assert r.status_code == 400, r.text
+    assert r.json()["error"] == "invalid_request"
+    assert r.json()["field"] == "wait_s"
+    await s.bus.settle()
+    assert await _all_jobs(s) == []
+    assert await s.memory.get_context(SequentialIds().job_id()) is None  # no context stored
+
+
+async def test_submit_with_wait_s_answers_200_with_the_job_and_its_result(
+    s: Setup, http: httpx.AsyncClient
+) -> None:
+    started = s.clock.now()
+    r = await http.post(
+        "/v1/jobs", params={"wait_s": 10}, json={"prompt": "all the way", "labels": {"k": "v"}}
+    )
+    assert r.status_code == 200, r.text
+    assert s.clock.now() - started < 5  # woken by the notice, not by the 30 s recheck
+    assert r.headers["content-type"].startswith("application/json")
+    assert "Idempotent-Replayed" not in r.headers
+    body = r.json()
+    assert set(body) == JOB_VIEW_FIELDS | {"result"}
+    assert body["status"] == "COMPLETED"
+    assert body["result"] == {"echo": "all the way"}
+    job_id = body["job_id"]
+    assert body["result_ptr"] == f"redis://res:{job_id}"
+    assert (body["worker_id"], body["labels"], body["topic"]) == ("w1", {"k": "v"}, ECHO)
+    # Every field as GET /v1/jobs/{id} shows it, and the result as GET .../result stores it.
+    status = await http.get(f"/v1/jobs/{job_id}")
+    assert {k: v for k, v in body.items() if k != "result"} == status.json()
+    stored = await s.memory.get_result(job_id)
+    assert stored == b'{"echo": "all the way"}'
+    assert r.content.endswith(b',"result":' + stored + b"}")  # embedded as stored, byte for byte
+
+
+async def test_submit_with_wait_s_is_202_when_the_job_has_not_ended_in_time(
+    s: Setup, http: httpx.AsyncClient
+) -> None:
+    r = await http.post("/v1/jobs", params={"wait_s": 0.3}, json={"prompt": "hi", "topic": HELD})
+    assert r.status_code == 202, r.text
+    assert set(r.json()) == {"job_id", "trace_id"}
+    job = await s.jobs.get(r.json()["job_id"])
+    assert job is not None
+    assert job.status is JobStatus.PENDING
+    assert job.spec.trace_id == r.json()["trace_id"]
+    assert s.watch.waiting == 0
+
+
+async def test_submit_without_wait_s_answers_202_at_once(s: Setup, http: httpx.AsyncClient) -> None:
+    r = await http.post("/v1/jobs", json={"prompt": "hi"})
+    assert r.status_code == 202, r.text
+    assert set(r.json()) == {"job_id", "trace_id"}
+    assert s.watch.waiting == 0  # it did not wait
+    job = await s.frontdoor.wait(r.json()["job_id"], timeout_s=10)
+    assert job.status is JobStatus.COMPLETED  # the job itself runs as before
+
+
+@pytest.mark.parametrize(
+    ("topic", "status", "reason"),
+    [
+        (FORBIDDEN, "DENIED", FORBIDDEN_REASON),  # ended without a result
+        (LOST, "COMPLETED", None),  # its result has expired from the memory fabric
+        (NOT_JSON, "COMPLETED", None),  # its result is not JSON: not embedded
+    ],
+)
+async def test_submit_with_wait_s_of_a_job_ended_without_a_usable_result_has_result_null(
+    http: httpx.AsyncClient, topic: str, status: str, reason: str | None
+) -> None:
+    r = await http.post("/v1/jobs", params={"wait_s": 10}, json={"prompt": "hi", "topic": topic})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert set(body) == JOB_VIEW_FIELDS | {"result"}
+    assert (body["status"], body["reason"], body["result"]) == (status, reason, None)
+
+
+async def test_submit_with_wait_s_replayed_by_its_idempotency_key_keeps_the_header(
+    http: httpx.AsyncClient,
+) -> None:
+    body = {"prompt": "once", "idempotency_key": "order-17"}
+    first = await http.post("/v1/jobs", params={"wait_s": 10}, json=body)
+    assert first.status_code == 200, first.text
+    assert "Idempotent-Replayed" not in first.headers
+    again = await http.post("/v1/jobs", params={"wait_s": 10}, json=body)
+    assert again.status_code == 200, again.text
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert again.json() == first.json()
+    assert again.json()["result"] == {"echo": "once"}
+    plain = await http.post("/v1/jobs", json=body)  # and without wait_s, as before
+    assert plain.status_code == 202
+    assert plain.headers["Idempotent-Replayed"] == "true"
+    assert plain.json()["job_id"] == first.json()["job_id"]
+
+
+async def test_submit_with_wait_s_is_202_not_503_when_the_store_fails_after_the_submit(
+    s: Setup, http: httpx.AsyncClient
+) -> None:
+    async def down(job_id: str) -> None:
+        raise ConnectionError("redis is down")
+
+    s.jobs.get = down  # type: ignore[method-assign,assignment]  # submit itself never reads
+    r = await http.post("/v1/jobs", params={"wait_s": 10}, json={"prompt": "hi", "topic": HELD})
+    # A 503 would tell the client that nothing was submitted; the job is there.
+    assert r.status_code == 202, r.text
+    assert await _all_jobs(s) == [r.json()["job_id"]]
+
+
+async def test_the_schema_documents_both_answers_of_submit(http: httpx.AsyncClient) -> None:
+    schema = (await http.get("/schema/openapi.json")).json()
+    submit = schema["paths"]["/v1/jobs"]["post"]
+    ref = "#/components/schemas/"
+    responses = submit["responses"]
+    assert responses["202"]["content"]["application/json"]["schema"]["$ref"] == (
+        ref + "SubmitJobAccepted"
+    )
+    assert responses["200"]["content"]["application/json"]["schema"]["$ref"] == (
+        ref + "SubmitJobEnded"
+    )
+    ended = schema["components"]["schemas"]["SubmitJobEnded"]
+    assert set(ended["properties"]) == JOB_VIEW_FIELDS | {"result"}
+    assert "type" not in ended["properties"]["result"]  # any JSON value, null included
+    assert "oneOf" not in ended["properties"]["result"]
+    assert [p["name"] for p in submit["parameters"]] == ["wait_s"]

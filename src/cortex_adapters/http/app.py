@@ -21,7 +21,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Annotated, Any, Protocol
 
 import msgspec
 from litestar import Controller, Litestar, Request, Response, get, post
@@ -55,6 +55,7 @@ from cortex_core.frontdoor import (
     JobPage,
     SubmitJob,
     Submitted,
+    check_wait_s,
     parse_status_filter,
 )
 from cortex_core.jobs import Job
@@ -177,6 +178,30 @@ class JobView(msgspec.Struct):
         )
 
 
+NO_RESULT = msgspec.Raw(b"null")
+
+
+class SubmitJobEnded(JobView):
+    """``POST /v1/jobs?wait_s=`` once the job has ended within ``wait_s``: the job as
+    ``GET /v1/jobs/{id}`` shows it, and its result document."""
+
+    result: Annotated[
+        msgspec.Raw,
+        msgspec.Meta(
+            description="The worker's result document as stored (any JSON value), as "
+            "`GET /v1/jobs/{id}/result` gives it; null when the job ended without one (DENIED, "
+            "CANCELLED, FAILED...), it has expired, or it is not JSON."
+        ),
+    ]
+    """The stored bytes, embedded as they are: never decoded and encoded again. Not
+    ``Raw | None``: the schema of that is ``oneOf: [{}, null]``, which a null breaks (it
+    matches both); ``NO_RESULT`` is the null."""
+
+    @classmethod
+    def ended(cls, job: Job, result: msgspec.Raw) -> SubmitJobEnded:
+        return cls(**msgspec.structs.asdict(JobView.of(job)), result=result)
+
+
 class JobList(msgspec.Struct):
     jobs: list[JobView]
     next_cursor: str | None
@@ -272,13 +297,36 @@ class JobsController(Controller):
     path = "/v1/jobs"
     tags = ["jobs"]  # noqa: RUF012 - Litestar reads it as a class attribute
 
-    @post("/", status_code=HTTP_202_ACCEPTED, summary="Submit a job", responses=_errors(400, 413))
+    @post(
+        "/",
+        status_code=HTTP_202_ACCEPTED,
+        summary="Submit a job",
+        description="With `wait_s` (0 < wait_s ≤ 60), waits up to that long for the job to "
+        "end: one request from submit to result. 200 with the job and its result if it ended "
+        "in time, else 202 as without `wait_s`. A bad `wait_s` is a 400 and submits nothing.",
+        responses={
+            HTTP_202_ACCEPTED: ResponseSpec(
+                SubmitJobAccepted,
+                generate_examples=False,
+                description="Submitted (without `wait_s`, or the job has not ended within it)",
+            ),
+            HTTP_200_OK: ResponseSpec(
+                SubmitJobEnded,
+                generate_examples=False,
+                description="Submitted, and ended within `wait_s`: the job and its result",
+            ),
+            **_errors(400, 413),
+        },
+    )
     async def submit(
         self,
         data: JSONBody[SubmitJobBody],
         frontdoor: NamedDependency[FrontDoor],
         tenant: NamedDependency[str],
-    ) -> Response[SubmitJobAccepted]:
+        wait_s: FromQuery[float | None] = None,
+    ) -> Response[Any]:  # SubmitJobAccepted (202) or SubmitJobEnded (200): see responses=
+        if wait_s is not None:
+            check_wait_s(wait_s)  # before anything is submitted
         submitted = await frontdoor.submit(
             SubmitJob(
                 prompt=data.prompt,
@@ -291,7 +339,9 @@ class JobsController(Controller):
                 timeout_s=data.timeout_s,
             )
         )
-        return _accepted(submitted)
+        if wait_s is None:
+            return _accepted(submitted)
+        return await _ended_or_accepted(frontdoor, submitted, tenant, wait_s)
 
     @get("/", summary="List jobs, newest first", responses=_errors(400))
     async def list_jobs(
@@ -468,11 +518,49 @@ class DeadLetterController(Controller):
 
 
 def _accepted(submitted: Submitted, retry_of: str | None = None) -> Response[SubmitJobAccepted]:
-    headers = {} if submitted.created else {"Idempotent-Replayed": "true"}
     body = SubmitJobAccepted(
         job_id=submitted.job_id, trace_id=submitted.trace_id, retry_of=retry_of
     )
-    return Response(body, status_code=HTTP_202_ACCEPTED, headers=headers)
+    return Response(body, status_code=HTTP_202_ACCEPTED, headers=_replayed(submitted))
+
+
+async def _ended_or_accepted(
+    frontdoor: FrontDoor, submitted: Submitted, tenant: str, wait_s: float
+) -> Response[Any]:
+    """200 with the job and its result if it ends within ``wait_s``, else 202 as without it.
+
+    The job is submitted by now, so a dependency failing while waiting is a 202 as well, with
+    the job id to follow up on: a 503 on a submit says that nothing was submitted."""
+    try:
+        job = await frontdoor.wait(submitted.job_id, tenant, wait_s)
+        if not job.is_terminal:
+            return _accepted(submitted)
+        try:
+            document: bytes | None = await frontdoor.result_of(job)
+        except ResultNotReady:  # it ended without a result, or the result has expired
+            document = None
+    except Unavailable:
+        return _accepted(submitted)
+    body = SubmitJobEnded.ended(job, _embedded(document))
+    return Response(body, status_code=HTTP_200_OK, headers=_replayed(submitted))
+
+
+def _embedded(document: bytes | None) -> msgspec.Raw:
+    """A stored result document to embed as it is, once found to be one JSON value (a scan, no
+    decoding): a worker's handler may return any bytes, and one that is not JSON would break
+    the whole body. ``NO_RESULT`` without one, or for one that is not JSON, which
+    ``GET /v1/jobs/{id}/result`` still serves as stored."""
+    if document is None:
+        return NO_RESULT
+    try:
+        return msgspec.json.decode(document, type=msgspec.Raw)
+    except msgspec.DecodeError:
+        return NO_RESULT
+
+
+def _replayed(submitted: Submitted) -> dict[str, str]:
+    """``Idempotent-Replayed: true`` when an idempotency key gave back an earlier job."""
+    return {} if submitted.created else {"Idempotent-Replayed": "true"}
 
 
 @get(
