@@ -16,13 +16,19 @@ back PENDING (reason ``retry``) and dispatched again after an exponential backof
 waiting, ends TIMEOUT; an approved job is routed; a RUNNING job's dispatch is re-published
 once (de-duplicated if it went out); a PENDING job no scheduler has seen is adopted. Several
 replicas may sweep at once: every change is a compare-and-set.
+
+A replica remembers the RUNNING record of each job it dispatched (at most
+``remember_dispatched``), and settles the job's result against that copy without reading the
+store first. That is safe because every change is a compare-and-set on the record's version:
+if anything moved the job meanwhile (a cancel, another replica's sweep), the write loses and
+the result is handled again from a fresh read, exactly as it would have been without the copy.
 """
 
 from __future__ import annotations
 
 import enum
 import logging
-from collections import deque
+from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 
 from cortex_core.bus_protocol import (
@@ -66,6 +72,9 @@ OVERRAN = "overran"
 DEADLINE_PASSED = "deadline_passed"
 WAITING_REASONS = frozenset({NO_WORKERS, POOL_AT_CAPACITY})
 DISPATCH_FAILED = "dispatch_failed"
+_SETTLED_FROM_MEMORY = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED})
+"""Results settled against the remembered RUNNING record; the rest (a TIMEOUT may mean a
+retry) read the store first."""
 
 
 class DispatchMode(enum.StrEnum):
@@ -103,6 +112,9 @@ class SchedulerConfig:
     """A RUNNING job this old has its dispatch published once more, which the bus's
     de-duplication (``<job_id>.<attempt>``, a 120 s window) drops if the first one went out: a
     scheduler killed between committing RUNNING and publishing strands no job."""
+    remember_dispatched: int = 10_000
+    """RUNNING records of jobs dispatched here, kept to settle their results without a read of
+    the store (0: always read). The oldest are forgotten first."""
 
     def backoff(self, attempts: int) -> float:
         return min(self.retry_backoff_s * 2.0 ** max(attempts - 1, 0), self.retry_backoff_max_s)
@@ -130,6 +142,8 @@ class Scheduler:
         self._clock = clock
         self._config = config or SchedulerConfig()
         self._waiting: dict[str, deque[str]] = {}
+        self._dispatched: OrderedDict[str, RunningJob] = OrderedDict()
+        """The RUNNING record this replica last wrote for each job it dispatched."""
         self._subscriptions: list[Subscription] = []
         self._started_at: float | None = None
 
@@ -409,6 +423,7 @@ class Scheduler:
         if not await self._commit(running, "job_dispatched", pool=pool, subject=subject):
             await self._registry.release(worker_id)
             return None  # another scheduler replica moved it first
+        self._remember(running)
         try:
             await self._bus.publish(subject, packet)
         except Exception as exc:  # the bus is down: say so on the job, never strand it RUNNING
@@ -482,6 +497,14 @@ class Scheduler:
         if not isinstance(result, JobResult):
             self._drop("unexpected_payload", packet, subject=SUBJECT_JOB_RESULT)
             return
+        remembered = self._dispatched.pop(result.job_id, None)
+        if (
+            remembered is not None
+            and result.attempt in (0, remembered.attempts)
+            and result.status in _SETTLED_FROM_MEMORY
+            and await self._settle(remembered, result, packet, remembered=True)
+        ):
+            return
         job = await self._jobs.get(result.job_id)
         if job is None:
             self._drop("unknown_job", packet, subject=SUBJECT_JOB_RESULT, job_id=result.job_id)
@@ -509,8 +532,15 @@ class Scheduler:
             # the attempt running now decides. A completion still counts: the work is done.
             log.info("stale_result_ignored", extra=_fields(job, attempt=result.attempt))
             return
+        await self._settle(job, result, packet, remembered=False)
+
+    async def _settle(
+        self, job: RunningJob, result: JobResult, packet: BusPacket, *, remembered: bool
+    ) -> bool:
+        """Move ``job`` on as ``result`` says. With ``remembered`` (the copy this replica
+        wrote at dispatch, not a fresh read), False when the job had moved meanwhile and
+        nothing was done: the caller reads the store and comes back."""
         now = self._clock.now()
-        self._metrics.observe_run_time(job.spec.topic, max(now - job.updated_at, 0.0))
         new: Job
         if result.status is JobStatus.COMPLETED:
             new = job.complete(result.result_ptr or None, now)
@@ -522,39 +552,60 @@ class Scheduler:
         elif result.status is JobStatus.TIMEOUT:
             if job.spec.deadline is None or now < job.spec.deadline:
                 # The attempt ran past its own time limit, not the job's deadline: try again.
+                self._metrics.observe_run_time(job.spec.topic, max(now - job.updated_at, 0.0))
                 why = result.error_message or "timed out on worker"
                 await self._retry_or_fail(job, f"{OVERRAN}: {why}", now)
                 pool = self._routing.pool_for(job.spec.topic)
                 if pool is not None:  # its slot is free: a waiting job may go now
                     await self._drain_waiting(pool)
-                return
+                return True
             new = job.time_out(result.error_message or "timed out on worker", now)
         else:
             self._drop(
                 "invalid_result_status", packet, subject=SUBJECT_JOB_RESULT, job_id=job.job_id
             )
-            return
-        if await self._commit(new, "job_finished"):
-            await self._ended(new)
-            # The slot it held is free now: jobs waiting for that pool need not wait for the
-            # worker's next heartbeat.
-            if job.worker_id is not None:
-                await self._registry.release(job.worker_id)
-            pool = self._routing.pool_for(job.spec.topic)
-            if pool is not None:
-                await self._drain_waiting(pool)
+            return True
+        if not await self._commit(new, "job_finished", logging.INFO, remembered):
+            # Lost to a change made since the remembered dispatch: read it and decide again.
+            # (From a fresh read, another replica got there first: nothing more to do.)
+            return not remembered
+        self._metrics.observe_run_time(job.spec.topic, max(now - job.updated_at, 0.0))
+        await self._ended(new)
+        # The slot it held is free now: jobs waiting for that pool need not wait for the
+        # worker's next heartbeat.
+        if job.worker_id is not None:
+            await self._registry.release(job.worker_id)
+        pool = self._routing.pool_for(job.spec.topic)
+        if pool is not None:
+            await self._drain_waiting(pool)
+        return True
 
     # -- helpers -----------------------------------------------------------------------
 
+    def _remember(self, job: RunningJob) -> None:
+        if self._config.remember_dispatched <= 0:
+            return
+        self._dispatched[job.job_id] = job
+        self._dispatched.move_to_end(job.job_id)
+        while len(self._dispatched) > self._config.remember_dispatched:
+            self._dispatched.popitem(last=False)
+
     async def _commit(
-        self, job: Job, event: str, level: int = logging.INFO, /, **extra: object
+        self,
+        job: Job,
+        event: str,
+        level: int = logging.INFO,
+        quiet_loss: bool = False,
+        /,
+        **extra: object,
     ) -> bool:
         """Write ``job``'s new state (compare-and-set); on success log ``event``, the one line
-        of this state change, with ``state`` = the new status."""
+        of this state change, with ``state`` = the new status. A lost write is logged unless
+        ``quiet_loss`` (the caller reads the job and tries again)."""
         won = await self._jobs.transition(job)
         if won:
             log.log(level, event, extra=_fields(job, state=job.status, **extra))
-        else:
+        elif not quiet_loss:
             log.info("transition_lost", extra=_fields(job, status=job.status))
         return won
 

@@ -679,3 +679,97 @@ async def test_a_job_cancelled_while_running_frees_its_slot_when_the_worker_stop
     assert await h.jobs.transition(running.cancel("by client", h.clock.now()))  # the front door
     await h.result("j1", JobStatus.CANCELLED, 1)  # the worker stopped it
     assert await h.status("j2") is JobStatus.RUNNING  # no heartbeat needed
+
+
+class CountingJobStore(InMemoryJobStore):
+    """Counts the reads of single jobs, to see which results needed one."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gets: list[str] = []
+
+    async def get(self, job_id: str):  # type: ignore[no-untyped-def]
+        self.gets.append(job_id)
+        return await super().get(job_id)
+
+
+async def counting_harness(**config: object) -> tuple[Harness, CountingJobStore]:
+    store = CountingJobStore()
+    h = await make_harness(jobs=store)
+    if config:
+        h.scheduler._config = SchedulerConfig(**config)  # type: ignore[arg-type]
+    return h, store
+
+
+async def test_a_result_for_a_job_dispatched_here_is_settled_without_reading_it() -> None:
+    h, store = await counting_harness()
+    await h.heartbeat("w1")
+    await h.submit("j1")
+    store.gets.clear()
+    await h.result("j1", attempt=1, result_ptr=result_ptr("j1"))
+    done = await h.jobs.get("j1")
+    assert done is not None
+    assert (done.status, done.result_ptr, done.version) == (
+        JobStatus.COMPLETED,
+        result_ptr("j1"),
+        3,  # created, dispatched, completed: one write each
+    )
+    assert store.gets == ["j1"]  # only this test's own read above
+    assert h.metrics.value("jobs_completed", topic="job.echo", status="COMPLETED") == 1
+    # A late report (attempt 0: the bus drops a repeat of the same attempt's) finds nothing
+    # remembered: it reads the job, which has ended, and is absorbed.
+    store.gets.clear()
+    await h.result("j1", JobStatus.FAILED, 0, error_code="late")
+    assert store.gets == ["j1"]
+    assert await h.jobs.get("j1") == done
+
+
+async def test_a_remembered_job_that_moved_since_its_dispatch_is_read_and_decided_again() -> None:
+    h, store = await counting_harness()
+    await h.heartbeat("w1")
+    await h.submit("j1")
+    running = await h.jobs.get("j1")
+    assert isinstance(running, RunningJob)
+    # Another replica's sweep gave up on the attempt and put the job back (a write since ours).
+    assert await h.jobs.transition(running.requeue("worker_lost", h.clock.now()))
+    store.gets.clear()
+    await h.result("j1", JobStatus.FAILED, 1, error_code="late")
+    assert store.gets == ["j1"]  # the remembered copy lost its compare-and-set: read
+    job = await h.jobs.get("j1")
+    assert job is not None
+    assert (job.status, job.reason, job.worker_id) == (JobStatus.PENDING, "worker_lost", None)
+    assert h.metrics.value("jobs_completed", topic="job.echo", status="FAILED") == 0
+
+
+async def test_remember_dispatched_bounds_what_is_remembered() -> None:
+    h, store = await counting_harness(remember_dispatched=2)
+    await h.heartbeat("w1", max_jobs=3)
+    for job_id in ("j1", "j2", "j3"):
+        await h.submit(job_id)
+    store.gets.clear()
+    for job_id in ("j1", "j2", "j3"):
+        await h.result(job_id, attempt=1)
+    assert store.gets == ["j1"]  # the oldest was forgotten; the other two settled from memory
+    assert [await h.status(j) for j in ("j1", "j2", "j3")] == [JobStatus.COMPLETED] * 3
+
+
+async def test_with_remember_dispatched_0_every_result_reads_the_job() -> None:
+    h, store = await counting_harness(remember_dispatched=0)
+    await h.heartbeat("w1")
+    await h.submit("j1")
+    store.gets.clear()
+    await h.result("j1", attempt=1)
+    assert store.gets == ["j1"]
+    assert await h.status("j1") is JobStatus.COMPLETED
+
+
+async def test_a_timeout_result_of_a_remembered_job_reads_it_first() -> None:
+    h, store = await counting_harness()
+    await h.heartbeat("w1")
+    await h.submit("j1")
+    store.gets.clear()
+    await h.result("j1", JobStatus.TIMEOUT, 1, error_message="ran 5 s")
+    assert store.gets == ["j1"]
+    job = await h.jobs.get("j1")
+    assert job is not None
+    assert (job.status, job.reason) == (JobStatus.PENDING, "retry")
