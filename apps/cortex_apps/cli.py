@@ -21,6 +21,7 @@ from litestar import Litestar
 
 from cortex_apps.auth import NO_AUTH_BANNER
 from cortex_apps.logs import LOG_FORMATS
+from cortex_apps.runtime import drain
 from cortex_apps.settings import Settings
 from cortex_core.errors import ConfigError, CortexError
 from cortex_core.scheduler import DispatchMode
@@ -189,10 +190,16 @@ def _banner(host: str, port: int, mode: str, no_auth: bool) -> str:
 
 
 class _Server(uvicorn.Server):
-    """Prints the banner once the socket is bound, with the real port (``--port 0`` works)."""
+    """Prints the banner once the socket is bound, with the real port (``--port 0`` works).
 
-    def __init__(self, config: uvicorn.Config, mode: str, no_auth: bool) -> None:
+    On SIGTERM or SIGINT it drains the app (``runtime.drain``) as it begins to shut down,
+    before it waits for the requests in flight: a long poll (``?wait_s=``) or an event stream
+    answers now, with the job as it is, instead of holding the exit up to a minute.
+    """
+
+    def __init__(self, config: uvicorn.Config, app: Litestar, mode: str, no_auth: bool) -> None:
         super().__init__(config)
+        self.app = app
         self.mode = mode
         self.no_auth = no_auth
 
@@ -202,6 +209,10 @@ class _Server(uvicorn.Server):
             host, port = self.servers[0].sockets[0].getsockname()[:2]
             banner = _banner(self.config.host or host, port, self.mode, self.no_auth)
             print(banner, flush=True)
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        drain(self.app)  # on the app's event loop, before uvicorn waits for in-flight requests
+        await super().shutdown(sockets)
 
 
 def _serve_http(app: Litestar, args: argparse.Namespace, mode: str, no_auth: bool) -> int:
@@ -213,7 +224,7 @@ def _serve_http(app: Litestar, args: argparse.Namespace, mode: str, no_auth: boo
         lifespan="on",
         log_config=None,
     )
-    server = _Server(config, mode, no_auth)
+    server = _Server(config, app, mode, no_auth)
     server.run()
     return 0 if server.started else 1
 

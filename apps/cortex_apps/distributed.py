@@ -22,7 +22,7 @@ from cortex_adapters.system import SystemClock
 from cortex_adapters.telemetry import MetricsServer, NoMetrics, OtelMetrics, Tracing, make_metrics
 from cortex_adapters.worker import Worker, WorkerConfig
 from cortex_apps.containers import CortexServices
-from cortex_apps.runtime import Periodic, lifespan, serve_until_signalled
+from cortex_apps.runtime import Periodic, lifespan, serve_until_signalled, with_drain
 from cortex_apps.settings import Settings, instance_name
 from cortex_apps.workers import WorkerKind
 from cortex_core.heartbeats import HeartbeatFeed
@@ -124,7 +124,8 @@ class Observability:
 
 def gateway_app(settings: Settings) -> Litestar:
     """REST and gRPC front doors on NATS and Redis; ``GET /v1/workers`` from the heartbeats;
-    ``GET /metrics`` on the same port (and on ``metrics_port`` too, if set)."""
+    ``GET /metrics`` on the same port (and on ``metrics_port`` too, if set). It carries the
+    front door's drain (``with_drain``), for the server to call as it begins to shut down."""
     name = instance_name("gateway")
     c = build_container(settings, name)
     s = c.services
@@ -149,7 +150,8 @@ def gateway_app(settings: Settings) -> Litestar:
         s.watch(),
         s.cortex_api(),
     ]
-    return create_app(gateway, lifespan=[lifespan(lambda: components)])
+    app = create_app(gateway, lifespan=[lifespan(lambda: components)])
+    return with_drain(app, s.frontdoor().drain)
 
 
 async def run_scheduler(settings: Settings) -> None:

@@ -14,6 +14,9 @@ from cortex_core.ports import Lifecycle
 
 log = logging.getLogger("cortex.app")
 
+_DRAIN = "cortex.drain"
+"""Where an app keeps its drain callback (``with_drain``), in its ``state``."""
+
 
 @contextlib.asynccontextmanager
 async def running(components: Sequence[Lifecycle]) -> AsyncIterator[None]:
@@ -85,6 +88,26 @@ def lifespan(
             yield
 
     return _lifespan
+
+
+def with_drain(app: Litestar, drain: Callable[[], object]) -> Litestar:
+    """``app``, carrying ``drain``: what its HTTP server calls as it begins to shut down,
+    before it waits for the requests in flight (``FrontDoor.drain``: long polls answer now
+    instead of holding the shutdown up to their ``wait_s``)."""
+    app.state[_DRAIN] = drain
+    return app
+
+
+def drain(app: Litestar) -> None:
+    """Call the drain callback ``app`` carries (``with_drain``), if any. A failing one is
+    logged: the shutdown goes on all the same."""
+    callback = app.state.get(_DRAIN)
+    if callback is None:
+        return
+    try:
+        callback()
+    except Exception:
+        log.exception("drain_failed", extra={"component": "app"})
 
 
 async def serve_until_signalled(

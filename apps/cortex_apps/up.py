@@ -9,7 +9,7 @@ from litestar import Litestar
 from cortex_adapters.http import Gateway, create_app
 from cortex_adapters.telemetry import Tracing
 from cortex_apps.containers import DEFAULTS, EmbeddedContainer
-from cortex_apps.runtime import Periodic, lifespan
+from cortex_apps.runtime import Periodic, lifespan, with_drain
 from cortex_core.ports import Lifecycle
 
 
@@ -21,6 +21,8 @@ def build_container(overrides: Mapping[str, object] | None = None) -> EmbeddedCo
 
 def build_app(container: EmbeddedContainer, *, with_grpc: bool = True) -> Litestar:
     """The gateway app; its lifespan starts and stops everything else, in dependency order.
+    It carries the front door's drain (``with_drain``), for the server to call as it begins to
+    shut down.
 
     Configuration is resolved here, before anything listens, so a bad file stops the boot.
     """
@@ -41,7 +43,7 @@ def build_app(container: EmbeddedContainer, *, with_grpc: bool = True) -> Litest
         endpoint=container.config.otlp_endpoint(),
     )
     components: list[Lifecycle] = [] if not with_grpc else [services.cortex_api()]
-    return create_app(
+    app = create_app(
         gateway,
         lifespan=[
             lifespan(
@@ -66,3 +68,4 @@ def build_app(container: EmbeddedContainer, *, with_grpc: bool = True) -> Litest
             )
         ],
     )
+    return with_drain(app, services.frontdoor().drain)

@@ -232,6 +232,7 @@ class FrontDoor:
         self.max_page = max_page
         self._watch = watch
         self._recheck_s = recheck_s
+        self._draining = False
 
     # -- submit ------------------------------------------------------------------------
 
@@ -309,23 +310,44 @@ class FrontDoor:
         return job
 
     async def wait(self, job_id: str, tenant_id: str = "", timeout_s: float = 30.0) -> Job:
-        """The job once it has ended, or as it is when ``timeout_s`` runs out.
+        """The job once it has ended, or as it is when ``timeout_s`` runs out or the front
+        door is drained (``drain``), whichever comes first.
 
         It wakes on the job's ``sys.job.done`` notice (``JobWatch``), and looks at the store
-        again every ``recheck_s`` in case a notice was lost. Without a watch it answers at
-        once. ``JobNotFound`` as ``status``; ``InvalidField`` for a timeout outside (0, 60] s.
+        again every ``recheck_s`` in case a notice was lost. Without a watch, or once drained,
+        it answers at once. ``JobNotFound`` as ``status``; ``InvalidField`` for a timeout
+        outside (0, 60] s.
         """
         check_wait_s(timeout_s)
-        if self._watch is None:
+        watch = self._watch
+        if watch is None:
             return await self.status(job_id, tenant_id)
         deadline = self._clock.now() + timeout_s
-        with self._watch.expect(job_id) as ended:
+        with watch.expect(job_id) as ended:
             while True:
                 job = await self.status(job_id, tenant_id)
                 left = deadline - self._clock.now()
-                if job.is_terminal or left <= 0:
+                if job.is_terminal or left <= 0 or self.draining:
                     return job
                 await ended.wait(min(left, self._recheck_s))
+
+    @property
+    def draining(self) -> bool:
+        """True once ``drain`` was called: whoever serves a long-lived request (a wait, a
+        stream of events) should answer it now. Also once its watch was drained."""
+        return self._draining or (self._watch is not None and self._watch.draining)
+
+    def drain(self) -> int:
+        """Stop waiting, for a server that is shutting down: every ``wait`` in progress
+        returns the job as it is now (as if its time had run out), and every later one
+        answers at once. The jobs themselves run on; only the waiting stops. Returns how many
+        waiters were woken. Call it on the event loop the waits run on."""
+        first = not self._draining
+        self._draining = True
+        woken = self._watch.drain() if self._watch is not None else 0
+        if first:
+            log.info("draining_waiters", extra={"component": "gateway", "waiters": woken})
+        return woken
 
     async def result(
         self, job_id: str, tenant_id: str = "", wait_s: float | None = None

@@ -180,7 +180,8 @@ class WorkerRegistry(Lifecycle, Protocol):
 
 class Expectation(Protocol):
     async def wait(self, timeout_s: float) -> bool:
-        """True once the job is announced ended; False if ``timeout_s`` passed first."""
+        """True once the job is announced ended, or at once while the watch is drained;
+        False if ``timeout_s`` passed first."""
         ...
 
 
@@ -189,6 +190,18 @@ class JobWatch(Lifecycle, Protocol):
 
     def expect(self, job_id: str) -> AbstractContextManager[Expectation]:
         """Catch ``job_id``'s notice from the moment the block is entered."""
+        ...
+
+    def drain(self) -> int:
+        """Wake every expectation now, and from now on let every ``wait`` return at once
+        (the server is shutting down: nobody should wait any longer). Returns how many
+        expectations were waiting (0 when drained again). Call it on the event loop the
+        expectations wait on."""
+        ...
+
+    @property
+    def draining(self) -> bool:
+        """True once ``drain`` was called: a waiter should stop waiting."""
         ...
 
 

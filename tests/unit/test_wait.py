@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import math
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -20,7 +22,7 @@ from cortex_adapters.system import SystemClock
 from cortex_adapters.watch import BusJobWatch
 from cortex_core.access import Gatekeeper
 from cortex_core.bus_protocol import SUBJECT_JOB_DONE, SUBJECT_JOB_SUBMIT
-from cortex_core.errors import InvalidField, JobNotFound
+from cortex_core.errors import InvalidField, JobNotFound, ResultNotReady
 from cortex_core.frontdoor import FrontDoor, SubmitJob
 from cortex_core.jobs import PendingJob, RunningJob
 from cortex_core.messages import BusPacket, JobRequest, JobResult, JobStatus
@@ -189,6 +191,111 @@ async def test_result_with_wait_s_answers_once_the_result_is_there(s: Setup) -> 
     job, data = await asyncio.wait_for(waiter, 5)
     assert job.status is JobStatus.COMPLETED
     assert data == b'{"echo": "hi"}'
+
+
+# -- drain: a server shutting down stops waiting ----------------------------------------------
+
+
+class Lookups:
+    """Counts the front door's store reads of a job (``status``), to catch a spinning wait."""
+
+    def __init__(self, frontdoor: FrontDoor) -> None:
+        self.count = 0
+        real = frontdoor.status
+
+        async def counting(job_id: str, tenant_id: str = "") -> object:
+            self.count += 1
+            return await real(job_id, tenant_id)
+
+        frontdoor.status = counting  # type: ignore[method-assign,assignment]
+
+
+async def test_drain_answers_a_wait_in_progress_with_the_job_as_it_is(s: Setup) -> None:
+    submitted = await s.frontdoor.submit(SubmitJob(prompt="hi"))
+    lookups = Lookups(s.frontdoor)
+    waiter = asyncio.create_task(s.frontdoor.wait(submitted.job_id, timeout_s=30))
+    await asyncio.sleep(0.05)
+    assert not waiter.done()
+    assert lookups.count == 1
+    assert not s.frontdoor.draining
+    began = time.monotonic()
+    assert s.frontdoor.drain() == 1  # one waiter woken
+    job = await asyncio.wait_for(waiter, 5)
+    assert time.monotonic() - began < 1.0  # not the 30 s wait, nor the 30 s recheck
+    assert job.status is JobStatus.PENDING  # as it is now; the job itself goes on
+    assert lookups.count == 2  # one more look at the store, then the answer: no spinning
+    assert s.watch.draining
+    assert s.watch.waiting == 0
+
+
+async def test_a_wait_after_the_drain_answers_at_once(s: Setup) -> None:
+    submitted = await s.frontdoor.submit(SubmitJob(prompt="hi"))
+    s.frontdoor.drain()
+    lookups = Lookups(s.frontdoor)
+    began = time.monotonic()
+    job = await asyncio.wait_for(s.frontdoor.wait(submitted.job_id, timeout_s=30), 5)
+    assert time.monotonic() - began < 1.0
+    assert job.status is JobStatus.PENDING
+    assert lookups.count == 1
+    with pytest.raises(ResultNotReady) as err:  # result?wait_s: not ended, at once
+        await asyncio.wait_for(s.frontdoor.result(submitted.job_id, wait_s=30), 5)
+    assert err.value.status is JobStatus.PENDING
+    assert s.watch.waiting == 0
+    # An unknown job is still unknown, a bad wait_s still refused.
+    with pytest.raises(JobNotFound):
+        await s.frontdoor.wait("f" * 32, timeout_s=30)
+    with pytest.raises(InvalidField):
+        await s.frontdoor.wait(submitted.job_id, timeout_s=61)
+
+
+async def test_a_drained_watch_stops_the_wait_without_spinning(s: Setup) -> None:
+    """Drained at the port (not through the front door): the wait still stops looping."""
+    submitted = await s.frontdoor.submit(SubmitJob(prompt="hi"))
+    s.frontdoor._recheck_s = 0.001  # were it to loop, it would look thousands of times
+    lookups = Lookups(s.frontdoor)
+    waiter = asyncio.create_task(s.frontdoor.wait(submitted.job_id, timeout_s=1))
+    await asyncio.sleep(0.05)
+    s.watch.drain()
+    job = await asyncio.wait_for(waiter, 5)
+    assert job.status is JobStatus.PENDING
+    assert s.frontdoor.draining
+    count = lookups.count
+    await asyncio.wait_for(s.frontdoor.wait(submitted.job_id, timeout_s=1), 5)
+    assert lookups.count == count + 1
+
+
+async def test_a_job_ended_before_the_drain_is_answered_ended(s: Setup) -> None:
+    submitted = await s.frontdoor.submit(SubmitJob(prompt="hi"))
+    await _finish(s, submitted.job_id, announce=False)  # no notice: only the store knows
+    s.frontdoor.drain()
+    job = await s.frontdoor.wait(submitted.job_id, timeout_s=30)
+    assert job.status is JobStatus.COMPLETED
+
+
+async def test_drain_is_logged_once_with_the_waiters_it_woke(
+    s: Setup, caplog: pytest.LogCaptureFixture
+) -> None:
+    submitted = await s.frontdoor.submit(SubmitJob(prompt="hi"))
+    waiters = [
+        asyncio.create_task(s.frontdoor.wait(submitted.job_id, timeout_s=30)) for _ in range(2)
+    ]
+    await asyncio.sleep(0.05)
+    with caplog.at_level(logging.INFO, logger="cortex.frontdoor"):
+        assert s.frontdoor.drain() == 2
+        assert s.frontdoor.drain() == 0  # again: nothing more, and not logged again
+    await asyncio.wait_for(asyncio.gather(*waiters), 5)
+    drained = [r for r in caplog.records if r.getMessage() == "draining_waiters"]
+    assert len(drained) == 1
+    assert (drained[0].component, drained[0].waiters) == ("gateway", 2)  # type: ignore[attr-defined]
+
+
+async def test_drain_without_a_watch_still_drains(s: Setup) -> None:
+    frontdoor = FrontDoor(
+        bus=s.bus, memory=s.memory, jobs=s.jobs, clock=s.clock, ids=SequentialIds()
+    )
+    assert not frontdoor.draining
+    assert frontdoor.drain() == 0
+    assert frontdoor.draining  # an event stream still ends
 
 
 # -- POST /v1/jobs?wait_s=: one request from submit to result --------------------------------
@@ -372,3 +479,66 @@ async def test_the_schema_documents_both_answers_of_submit(http: httpx.AsyncClie
     assert "type" not in ended["properties"]["result"]  # any JSON value, null included
     assert "oneOf" not in ended["properties"]["result"]
     assert [p["name"] for p in submit["parameters"]] == ["wait_s"]
+
+
+# -- the routes on drain: the answers they give when wait_s runs out -------------------------
+
+
+async def test_every_long_poll_in_progress_answers_on_drain(
+    s: Setup, http: httpx.AsyncClient
+) -> None:
+    held = await http.post("/v1/jobs", json={"prompt": "hi", "topic": HELD})
+    job_id = held.json()["job_id"]
+    polls = {
+        "status": asyncio.create_task(http.get(f"/v1/jobs/{job_id}", params={"wait_s": 60})),
+        "result": asyncio.create_task(http.get(f"/v1/jobs/{job_id}/result", params={"wait_s": 60})),
+        "submit": asyncio.create_task(
+            http.post("/v1/jobs", params={"wait_s": 60}, json={"prompt": "hi", "topic": HELD})
+        ),
+        "events": asyncio.create_task(http.get(f"/v1/jobs/{job_id}/events")),
+    }
+    async with asyncio.timeout(5):
+        while s.watch.waiting < 2 or len(await _all_jobs(s)) < 2:  # both jobs waited on
+            await asyncio.sleep(0.01)
+    await asyncio.sleep(0.2)  # the event stream has sent the job's state, and polls again
+    assert not any(p.done() for p in polls.values())
+    began = time.monotonic()
+    assert s.frontdoor.drain() == 3
+    replies = await asyncio.wait_for(asyncio.gather(*polls.values()), 5)
+    answers = dict(zip(polls, replies, strict=True))
+    assert time.monotonic() - began < 1.0
+    status = answers["status"]
+    assert status.status_code == 200, status.text
+    assert status.json()["status"] == "PENDING"
+    result = answers["result"]
+    assert result.status_code == 409, result.text
+    assert result.json()["status"] == "PENDING"
+    submit = answers["submit"]
+    assert submit.status_code == 202, submit.text
+    assert set(submit.json()) == {"job_id", "trace_id"}
+    events = answers["events"]
+    assert events.status_code == 200
+    assert events.text.count("event: status") == 1  # the job's state, then the stream ended
+    assert '"status":"PENDING"' in events.text
+    # Nothing is lost: both jobs are there, still PENDING, for a scheduler to run.
+    for submitted in (job_id, submit.json()["job_id"]):
+        job = await s.jobs.get(submitted)
+        assert job is not None
+        assert job.status is JobStatus.PENDING
+
+
+async def test_long_polls_after_the_drain_answer_at_once(s: Setup, http: httpx.AsyncClient) -> None:
+    s.frontdoor.drain()
+    began = time.monotonic()
+    submit = await http.post(
+        "/v1/jobs", params={"wait_s": 60}, json={"prompt": "hi", "topic": HELD}
+    )
+    assert submit.status_code == 202, submit.text
+    job_id = submit.json()["job_id"]
+    status = await http.get(f"/v1/jobs/{job_id}", params={"wait_s": 60})
+    assert (status.status_code, status.json()["status"]) == (200, "PENDING")
+    result = await http.get(f"/v1/jobs/{job_id}/result", params={"wait_s": 60})
+    assert result.status_code == 409, result.text
+    events = await http.get(f"/v1/jobs/{job_id}/events")
+    assert events.text.count("event: status") == 1
+    assert time.monotonic() - began < 2.0

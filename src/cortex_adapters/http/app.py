@@ -464,7 +464,9 @@ async def _job_events(
     gateway: Gateway, first: Job, tenant: str
 ) -> AsyncIterator[ServerSentEventMessage]:
     """One ``status`` event per state change (id: the job's version), ending with the
-    terminal one; a comment line keeps a quiet connection open."""
+    terminal one; a comment line keeps a quiet connection open. It ends early, after the
+    job's current state, once the front door drains (the server is shutting down, and would
+    otherwise wait for the stream to end); a client reconnects for more."""
     job: Job | None = first
     sent = 0
     quiet = 0.0
@@ -479,6 +481,8 @@ async def _job_events(
         elif quiet >= gateway.events_keepalive_s:
             quiet = 0.0
             yield ServerSentEventMessage(comment="keep-alive", data=None)
+        if gateway.frontdoor.draining:
+            return
         await asyncio.sleep(gateway.events_poll_s)
         quiet += gateway.events_poll_s
         try:
