@@ -20,7 +20,7 @@ from cortex_adapters.memory import (
     InMemoryWorkerRegistry,
     InProcessSafetyChecker,
 )
-from cortex_adapters.system import SystemClock, UuidIdGenerator
+from cortex_adapters.system import AsyncioConcurrency, SystemClock, UuidIdGenerator
 from cortex_adapters.telemetry import OtelMetrics
 from cortex_adapters.watch import BusJobWatch
 from cortex_adapters.worker import Worker, WorkerConfig, echo_handler
@@ -43,6 +43,7 @@ class CortexServices(containers.DeclarativeContainer):
     safety: providers.Dependency[SafetyChecker] = providers.Dependency()
 
     ids = providers.Singleton(UuidIdGenerator)
+    concurrency = providers.Singleton(AsyncioConcurrency)
     registry = providers.Singleton(InMemoryWorkerRegistry, clock=clock)
     routing = providers.Singleton(
         ReloadingRouting, config.routing_file, interval_s=config.routing_reload_s
@@ -68,6 +69,7 @@ class CortexServices(containers.DeclarativeContainer):
             retry_backoff_s=config.retry_backoff_s,
             overrun_grace_s=config.overrun_grace_s,
         ),
+        concurrency=concurrency,
     )
     echo_worker = providers.Singleton(
         Worker,

@@ -1,9 +1,12 @@
-"""The real clock and id source."""
+"""The real clock, id source and concurrency."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
+from collections.abc import Awaitable
+from typing import TypeVar
 
 from cortex_adapters.telemetry.tracing import current_trace_id
 
@@ -25,3 +28,19 @@ class UuidIdGenerator:
 
     def trace_id(self) -> str:
         return current_trace_id() or uuid.uuid4().hex
+
+
+_A = TypeVar("_A")
+_B = TypeVar("_B")
+
+
+class AsyncioConcurrency:
+    """The ``Concurrency`` port on the running event loop: both awaitables at once."""
+
+    async def both(self, first: Awaitable[_A], second: Awaitable[_B]) -> tuple[_A, _B]:
+        a, b = await asyncio.gather(first, second, return_exceptions=True)
+        if isinstance(a, BaseException):
+            raise a
+        if isinstance(b, BaseException):
+            raise b
+        return a, b

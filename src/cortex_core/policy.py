@@ -39,7 +39,7 @@ from types import MappingProxyType
 from cortex_core.bus_protocol import TOPIC_SYS_DESTROY
 from cortex_core.errors import ConfigError
 from cortex_core.jobs import JobSpec
-from cortex_core.messages import Priority
+from cortex_core.messages import JobRequest, Priority
 
 DEFAULT_RULE_ID = "default"
 """The ``rule_id`` of the decision taken when no rule matches; no rule may use it."""
@@ -78,6 +78,20 @@ class SafetyRequest:
             adapter_id=spec.adapter_id,
             labels=spec.labels,
             prompt_bytes=spec.prompt_bytes,
+        )
+
+    @classmethod
+    def for_request(cls, request: JobRequest) -> SafetyRequest:
+        """What a submit packet says of its job; the same as ``for_job`` of the spec it was
+        made from (``JobSpec.to_request``)."""
+        return cls(
+            job_id=request.job_id,
+            topic=request.topic,
+            tenant_id=request.tenant_id,
+            priority=request.priority,
+            adapter_id=request.adapter_id,
+            labels=request.labels,
+            prompt_bytes=request.prompt_bytes,
         )
 
 

@@ -39,12 +39,14 @@ from cortex_core.bus_protocol import (
     SUBJECT_JOB_SUBMIT,
     worker_subject,
 )
+from cortex_core.concurrency import OneAfterAnother
 from cortex_core.jobs import APPROVED, Job, JobSpec, PendingJob, RunningJob, new_job
 from cortex_core.messages import BusPacket, Heartbeat, JobCancel, JobRequest, JobResult, JobStatus
-from cortex_core.policy import Decision, SafetyRequest
+from cortex_core.policy import Decision, SafetyDecision, SafetyRequest
 from cortex_core.ports import (
     Bus,
     Clock,
+    Concurrency,
     JobStore,
     Metrics,
     SafetyChecker,
@@ -132,8 +134,10 @@ class Scheduler:
         metrics: Metrics,
         clock: Clock,
         config: SchedulerConfig | None = None,
+        concurrency: Concurrency | None = None,
     ) -> None:
         self._bus = bus
+        self._concurrency = concurrency or OneAfterAnother()
         self._jobs = jobs
         self._safety = safety
         self._registry = registry
@@ -343,7 +347,13 @@ class Scheduler:
             self._drop("unexpected_payload", packet, subject=SUBJECT_JOB_SUBMIT)
             return
         now = self._clock.now()
-        job = await self._jobs.get(request.job_id)
+        # The Safety Kernel is asked about what the packet says while the job is read: the
+        # decision counts only for a new job whose stored spec asks exactly that (else the
+        # stored spec is checked, as it always is). A redelivery's check is wasted.
+        asked = SafetyRequest.for_request(request)
+        job, early = await self._concurrency.both(
+            self._jobs.get(request.job_id), self._safety.check(asked)
+        )
         if job is None:
             # Submitted straight onto the bus, not through the front door: adopt it.
             spec = JobSpec.from_request(request, trace_id=packet.trace_id, created_at=now)
@@ -366,14 +376,21 @@ class Scheduler:
             # A redelivery of a job that moved on: nothing new to do.
             log.info("submit_ignored", extra=_fields(job, status=job.status if job else None))
             return
-        await self._admit(job)
+        await self._admit(job, (asked, early))
 
-    async def _admit(self, job: PendingJob) -> None:
-        """A new job: ask the safety policy, then route it (or end it DENIED, or park it for
+    async def _admit(
+        self, job: PendingJob, known: tuple[SafetyRequest, SafetyDecision] | None = None
+    ) -> None:
+        """A new job: ask the safety policy (unless ``known`` holds its decision already: what
+        was asked, and the answer), then route it (or end it DENIED, or park it for
         approval)."""
         now = self._clock.now()
         self._metrics.inc_jobs_received(job.spec.topic)
-        decision = await self._safety.check(SafetyRequest.for_job(job.spec))
+        asked = SafetyRequest.for_job(job.spec)
+        if known is not None and known[0] == asked:
+            decision = known[1]
+        else:
+            decision = await self._safety.check(asked)
         why: dict[str, object] = {"rule_id": decision.rule_id, "reason": decision.reason}
         if decision.decision is Decision.REQUIRE_APPROVAL:
             await self._commit(

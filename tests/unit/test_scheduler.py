@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
@@ -17,6 +18,7 @@ from cortex_adapters.memory import (
     InMemoryWorkerRegistry,
     InProcessSafetyChecker,
 )
+from cortex_adapters.system import AsyncioConcurrency
 from cortex_core.bus_protocol import (
     SUBJECT_JOB_CANCEL,
     SUBJECT_JOB_RESULT,
@@ -34,7 +36,8 @@ from cortex_core.messages import (
     Payload,
 )
 from cortex_core.pointers import context_ptr, result_ptr
-from cortex_core.policy import Decision, Policy, Rule
+from cortex_core.policy import Decision, Policy, Rule, SafetyDecision, SafetyRequest
+from cortex_core.ports import Concurrency, SafetyChecker
 from cortex_core.routing import RoutingTable
 from cortex_core.scheduler import DispatchMode, Scheduler, SchedulerConfig
 from tests.fakes import FakeClock
@@ -109,6 +112,8 @@ async def make_harness(
     policy: Policy | None = None,
     jobs: InMemoryJobStore | None = None,
     bus: InMemoryBus | None = None,
+    safety: SafetyChecker | None = None,
+    concurrency: Concurrency | None = None,
 ) -> Harness:
     clock = FakeClock()
     bus = bus or InMemoryBus(codec=ProtobufCodec(), strict=True)
@@ -117,12 +122,13 @@ async def make_harness(
     scheduler = Scheduler(
         bus=bus,
         jobs=jobs,
-        safety=InProcessSafetyChecker(policy),
+        safety=safety or InProcessSafetyChecker(policy),
         registry=InMemoryWorkerRegistry(clock=clock),
         routing=ROUTING,
         metrics=metrics,
         clock=clock,
         config=SchedulerConfig(dispatch_mode=mode),
+        concurrency=concurrency,
     )
     h = Harness(bus, jobs, metrics, clock, scheduler)
 
@@ -773,3 +779,86 @@ async def test_a_timeout_result_of_a_remembered_job_reads_it_first() -> None:
     job = await h.jobs.get("j1")
     assert job is not None
     assert (job.status, job.reason) == (JobStatus.PENDING, "retry")
+
+
+class CountingChecker:
+    """The in-process checker, recording what it was asked; ``gate`` (if set) holds each
+    check until it is set."""
+
+    def __init__(self, gate: asyncio.Event | None = None) -> None:
+        self._inner = InProcessSafetyChecker(None)
+        self.asked: list[SafetyRequest] = []
+        self.started = asyncio.Event()
+        self.gate = gate
+
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def check(self, request: SafetyRequest) -> SafetyDecision:
+        self.asked.append(request)
+        self.started.set()
+        if self.gate is not None:
+            await self.gate.wait()
+        return await self._inner.check(request)
+
+
+class WaitForCheck(InMemoryJobStore):
+    """A job store whose reads wait until the Safety Kernel has been asked."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.checker: CountingChecker | None = None
+
+    async def get(self, job_id: str):  # type: ignore[no-untyped-def]
+        if self.checker is not None:
+            await self.checker.started.wait()
+        return await super().get(job_id)
+
+
+async def test_a_new_job_is_checked_once_while_it_is_read() -> None:
+    store, checker = WaitForCheck(), CountingChecker()
+    store.checker = checker
+    h = await make_harness(jobs=store, safety=checker, concurrency=AsyncioConcurrency())
+    await h.heartbeat("w1")
+    async with asyncio.timeout(5):  # one after the other, the read would wait for ever
+        await h.submit("j1")
+    assert [r.job_id for r in checker.asked] == ["j1"]
+    assert await h.status("j1") is JobStatus.RUNNING
+    assert h.metrics.value("jobs_received", topic="job.echo") == 1
+
+
+async def test_a_submit_unlike_its_stored_job_is_decided_on_the_stored_job() -> None:
+    checker = CountingChecker()
+    h = await make_harness(safety=checker, concurrency=AsyncioConcurrency())
+    await h.heartbeat("w1")
+    assert await h.jobs.create(new_job(j1_spec(h), h.clock.now()))  # job.echo, as stored
+    # A packet that says otherwise of j1 (sys.destroy, which the policy denies).
+    await h.send(
+        SUBJECT_JOB_SUBMIT,
+        JobRequest(job_id="j1", topic="sys.destroy", context_ptr=context_ptr("j1")),
+    )
+    assert [r.topic for r in checker.asked] == ["sys.destroy", "job.echo"]
+    assert await h.status("j1") is JobStatus.RUNNING  # the stored job was allowed
+    assert [jid for jid, _ in h.dispatched] == ["j1"]
+
+
+async def test_a_redelivered_submit_of_an_ended_job_is_asked_about_and_changes_nothing() -> None:
+    checker = CountingChecker()
+    h = await make_harness(safety=checker, concurrency=AsyncioConcurrency())
+    await h.heartbeat("w1")
+    await h.submit("j1")
+    await h.result("j1", attempt=1)
+    done = await h.jobs.get("j1")
+    # JetStream's redelivery (the bus here drops a repeat of the same submit): straight in.
+    await h.scheduler.on_submit(
+        BusPacket(
+            trace_id="ab" * 16,
+            sender_id="test",
+            created_at=h.clock.now(),
+            payload=JobRequest(job_id="j1", topic="job.echo", context_ptr=context_ptr("j1")),
+        )
+    )
+    assert await h.jobs.get("j1") == done
+    assert len(checker.asked) == 2  # the redelivery's check went out with the read: wasted
+    assert h.metrics.value("jobs_received", topic="job.echo") == 1
