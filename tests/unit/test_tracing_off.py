@@ -114,7 +114,8 @@ def test_a_packet_without_a_trace_publishes_no_trace_context() -> None:
 def test_a_packets_trace_id_is_read_as_hex_and_written_lowercase() -> None:
     with producing(SUBJECT_JOB_SUBMIT, _packet(TRACE.upper())) as headers:
         assert _parts(headers["traceparent"])[0] == TRACE
-    for not_a_trace in ("xyz", "0" * 32, "a" * 33):
+    # int(x, 16) alone would take a sign, underscores or spaces: a broken traceparent.
+    for not_a_trace in ("xyz", "0" * 32, "a" * 33, "-" + "a" * 31, "a_" * 16, " " + "a" * 31):
         with producing(SUBJECT_JOB_SUBMIT, _packet(not_a_trace)) as headers:
             assert headers == {}
 

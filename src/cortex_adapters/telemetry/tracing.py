@@ -78,6 +78,7 @@ def current_trace_id() -> str | None:
 # exactly as before.
 
 _SAMPLED = TraceFlags(TraceFlags.SAMPLED)
+_TRACE_ID = re.compile(r"[0-9a-fA-F]{32}")
 _TRACEPARENT = re.compile(r"00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
 """The form every W3C tracer sends (version 00); the propagator judges any other."""
 _BAGGAGE_KEY: str = getattr(baggage, "_BAGGAGE_KEY", "")
@@ -178,11 +179,12 @@ def _extracted_span(carrier: Mapping[str, object]) -> Span:
 
 
 def _remote_parent(trace_id: str) -> NonRecordingSpan | None:
-    """A remote parent span in the trace ``trace_id`` (a packet sent without trace context)."""
-    try:
-        tid = int(trace_id, 16) if len(trace_id) == 32 else 0
-    except ValueError:
+    """A remote parent span in the trace ``trace_id`` (a packet sent without trace context):
+    32 hex digits, not all zero; anything else (``int`` would take a sign, ``_`` or spaces) is
+    no trace."""
+    if _TRACE_ID.fullmatch(trace_id) is None:
         return None
+    tid = int(trace_id, 16)
     if tid == 0:
         return None
     span_id = random.getrandbits(64) or 1
