@@ -257,8 +257,9 @@ class Metrics(Protocol):
 class Concurrency(Protocol):
     """Waits on two things at the same time. The core has no event loop of its own, so the app
     says how (``AsyncioConcurrency``); ``OneAfterAnother`` (``cortex_core.concurrency``) is the
-    same contract without one. On this machine every round trip after an idle moment costs
-    a wake-up (0.3-0.5 ms), so a wait that is not in sequence is one fewer on a job's path."""
+    same contract without one. A round trip made after an idle moment can cost a machine's
+    wake-up as much as the work itself (docs/adr/0015), so two waits that overlap take one
+    off a job's path."""
 
     async def both(self, first: Awaitable[_A], second: Awaitable[_B]) -> tuple[_A, _B]:
         """Both results once both are done. If either raised, the first one's error (in
