@@ -25,4 +25,9 @@ class OneAfterAnother:
             with contextlib.suppress(Exception):
                 await second
             raise
+        except BaseException:  # cancelled: the second is not started at all
+            close = getattr(second, "close", None)
+            if close is not None:  # a coroutine never awaited: say so quietly, by closing it
+                close()
+            raise
         return a, await second

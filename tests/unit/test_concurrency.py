@@ -79,3 +79,22 @@ async def test_one_after_another_does_not() -> None:
         async with asyncio.timeout(0.2):
             await OneAfterAnother().both(first, second)
     second.close()  # never started
+
+
+async def test_cancelled_while_waiting_leaves_nothing_running(concurrency: Concurrency) -> None:
+    started: list[str] = []
+
+    async def forever(name: str) -> None:
+        started.append(name)
+        await asyncio.Event().wait()
+
+    second = forever("b")
+    task = asyncio.create_task(concurrency.both(forever("a"), second))
+    await asyncio.sleep(0.01)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    # asyncio had both going and cancelled both; one after the other never started the
+    # second, and closed it (no "never awaited" warning).
+    assert started == (["a", "b"] if isinstance(concurrency, AsyncioConcurrency) else ["a"])
+    assert second.cr_frame is None  # finished or closed: not left suspended
