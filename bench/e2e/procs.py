@@ -162,13 +162,12 @@ def cpu_per_job(
     before: dict[str, int | None], after: dict[str, int | None], jobs: int
 ) -> dict[str, float] | None:
     """Milliseconds of CPU per job, by process and in ``total``; None where unmeasurable."""
-    if not jobs or any(v is None for v in (*before.values(), *after.values())):
-        return None
-    per = {
-        name: ((after[name] or 0) - (before[name] or 0)) / 1e6 / jobs
-        for name in before
-        if name in after
-    }
+    per: dict[str, float] = {}
+    for name, was in before.items():
+        now = after.get(name)
+        if not jobs or was is None or now is None:
+            return None
+        per[name] = (now - was) / 1e6 / jobs
     per["total"] = sum(per.values())
     return per
 

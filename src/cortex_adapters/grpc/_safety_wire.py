@@ -125,7 +125,8 @@ def _to_pb(req: SafetyRequest, trace: Mapping[str, str] | None = None) -> pb.Pol
     return msg
 
 
-def _from_pb(msg: pb.PolicyCheckRequest) -> SafetyRequest:
+def _from_message(msg: pb.PolicyCheckRequest | v1.PolicyCheckRequest) -> SafetyRequest:
+    """The request a decoded ``PolicyCheckRequest`` (upb or betterproto2) asks about."""
     return _request(
         job_id=msg.job_id,
         topic=msg.topic,
@@ -158,7 +159,7 @@ class UpbCheckCodec:
             msg = pb.PolicyCheckRequest.FromString(data)
         except DecodeError as exc:
             raise InvalidRequest(f"not a PolicyCheckRequest: {exc}") from None
-        return _from_pb(msg)
+        return _from_message(msg)
 
     def encode_decision(self, decision: SafetyDecision) -> bytes:
         return _decision_to_pb(decision).SerializeToString()
@@ -197,7 +198,7 @@ def decode_check_batch(data: bytes) -> list[BatchedRequest]:
     for item in msg.requests:
         trace = {name: value for name in TRACE_FIELDS if (value := getattr(item, name))}
         try:
-            out.append((_from_pb(item), trace))
+            out.append((_from_message(item), trace))
         except InvalidRequest as exc:
             out.append((exc, trace))
     return out
@@ -252,15 +253,7 @@ class BetterprotoCheckCodec:
             msg = v1.PolicyCheckRequest.FromString(data)
         except Exception as exc:  # betterproto2 raises whatever its parser hit
             raise InvalidRequest(f"not a PolicyCheckRequest: {exc}") from None
-        return _request(
-            job_id=msg.job_id,
-            topic=msg.topic,
-            tenant=msg.tenant,
-            priority=msg.priority,
-            adapter_id=msg.adapter_id,
-            labels=msg.labels,
-            prompt_bytes=msg.prompt_bytes,
-        )
+        return _from_message(msg)
 
     def encode_decision(self, decision: SafetyDecision) -> bytes:
         return v1.PolicyCheckResponse(

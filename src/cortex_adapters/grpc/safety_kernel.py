@@ -198,7 +198,7 @@ class SafetyKernelServer:
         """``how(policy, request)``, the current policy by default; a policy that raises is
         INTERNAL, and logged."""
         try:
-            return how(policy or self._policy(), request)
+            return how(self._policy() if policy is None else policy, request)
         except Exception:
             log.exception(
                 "safety_policy_failed",
